@@ -1,0 +1,4 @@
+//! sporeprint's host side: the trainer, evaluation, export and the host end of serial sync.
+//! Each command is a module; `main.rs` only parses arguments and calls into here.
+
+pub mod cli;

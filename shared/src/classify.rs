@@ -1,0 +1,127 @@
+//! Nearest-prototype classification with an open-set rule and a look-alike warning.
+//!
+//! - Top-k: the k nearest prototypes, nearest first.
+//! - Confidence: the prototypical-network softmax over *all* species,
+//!   `exp(-d_i / T) / sum_j exp(-d_j / T)`, with the table's temperature `T`.
+//! - Open set: when even the nearest prototype is farther than the calibrated threshold, the
+//!   answer is "unknown species", never the nearest name.
+//! - Look-alike: when the answer is edible and a poisonous or deadly species lies within the
+//!   look-alike margin of it (searched over all species, not just the top-k shown), it is named.
+
+use crate::table::{EntryStore, PrototypeTable, TableError};
+use crate::vector;
+use alloc::vec::Vec;
+
+/// Most neighbours one identification reports.
+pub const MAX_TOP_K: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Match {
+    /// Index of the species in the table's entries.
+    pub index: usize,
+    pub distance: f32,
+    /// In [0, 1]; the confidences of all species sum to 1.
+    pub confidence: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identification {
+    /// The nearest species, nearest first (fewer when the table is smaller than k).
+    pub top: heapless::Vec<Match, MAX_TOP_K>,
+    /// Nothing in the table is close enough: "unknown species".
+    pub unknown: bool,
+    /// A poisonous or deadly species close behind an edible answer.
+    pub lookalike: Option<Match>,
+}
+
+impl Identification {
+    /// The answer: the nearest species, or `None` for an unknown species.
+    pub fn species(&self) -> Option<&Match> {
+        if self.unknown { None } else { self.top.first() }
+    }
+}
+
+impl<E: EntryStore> PrototypeTable<E> {
+    /// Classifies one embedding (normalised here, so a raw one is fine). `top_k` is clamped to
+    /// 1..=[`MAX_TOP_K`].
+    pub fn identify(&self, embedding: &[f32], top_k: usize) -> Result<Identification, TableError> {
+        if embedding.len() != self.dim() {
+            return Err(TableError::DimensionMismatch { expected: self.dim(), found: embedding.len() });
+        }
+        let mut query: Vec<f32> = embedding.to_vec();
+        vector::l2_normalize(&mut query);
+
+        let header = self.header();
+        let k = top_k.clamp(1, MAX_TOP_K);
+        let mut top = heapless::Vec::<Match, MAX_TOP_K>::new();
+        let mut nearest_dangerous: Option<Match> = None;
+        let mut normaliser = LogSumExp::default();
+        for (index, entry) in self.entries().iter().enumerate() {
+            let distance = header.metric.distance(&query, &entry.prototype.vector);
+            normaliser.add(-distance / header.temperature);
+            let candidate = Match { index, distance, confidence: 0.0 };
+            insert_nearest(&mut top, k, candidate);
+            if entry.edibility.is_dangerous() && nearest_dangerous.is_none_or(|d| distance < d.distance) {
+                nearest_dangerous = Some(candidate);
+            }
+        }
+
+        let confidence = |m: &mut Match| {
+            m.confidence = libm::expf(-m.distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
+        };
+        top.iter_mut().for_each(confidence);
+        let unknown = top.first().is_none_or(|best| best.distance > header.open_set_threshold);
+        let lookalike = match (top.first(), nearest_dangerous) {
+            (Some(best), Some(mut dangerous))
+                if !unknown
+                    && self.entries()[best.index].edibility == crate::Edibility::Edible
+                    && dangerous.distance - best.distance <= header.lookalike_margin =>
+            {
+                confidence(&mut dangerous);
+                Some(dangerous)
+            }
+            _ => None,
+        };
+        Ok(Identification { top, unknown, lookalike })
+    }
+}
+
+/// Keeps `top` sorted by distance and at most `k` long. Ties keep the earlier entry first, so
+/// results do not depend on anything but the table's order.
+fn insert_nearest(top: &mut heapless::Vec<Match, MAX_TOP_K>, k: usize, candidate: Match) {
+    if top.len() == k && top.last().is_some_and(|worst| worst.distance <= candidate.distance) {
+        return;
+    }
+    let at = top.partition_point(|m| m.distance <= candidate.distance);
+    if top.len() == k {
+        top.pop();
+    }
+    top.insert(at, candidate).expect("room was made");
+}
+
+/// `ln(sum(exp(x_i)))` accumulated one term at a time without overflow.
+#[derive(Default)]
+struct LogSumExp {
+    max: Option<f32>,
+    scaled_sum: f32,
+}
+
+impl LogSumExp {
+    fn add(&mut self, x: f32) {
+        match self.max {
+            Some(max) if x <= max => self.scaled_sum += libm::expf(x - max),
+            Some(max) => {
+                self.scaled_sum = self.scaled_sum * libm::expf(max - x) + 1.0;
+                self.max = Some(x);
+            }
+            None => {
+                self.max = Some(x);
+                self.scaled_sum = 1.0;
+            }
+        }
+    }
+
+    fn value(&self) -> f32 {
+        self.max.map_or(0.0, |max| max + libm::logf(self.scaled_sum))
+    }
+}

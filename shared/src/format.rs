@@ -1,0 +1,142 @@
+//! The prototype table file format (documented for other programs in `shared/FORMAT.md`).
+//!
+//! ```text
+//! offset size  field
+//! 0      4     magic "SPPT"
+//! 4      2     format version, u16 little-endian
+//! 6      4     payload length in bytes, u32 little-endian
+//! 10     4     CRC-32 (ISO-HDLC, as zlib's crc32) of the payload, u32 little-endian
+//! 14     n     payload: postcard encoding of { header, entries }
+//! ```
+//!
+//! Every field is checked on load, so any single corrupted byte and any truncation is refused
+//! with an error that says which check failed, never mis-read.
+
+use crate::table::{Entry, EntryStore, Header, PrototypeTable, TableError};
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub const MAGIC: [u8; 4] = *b"SPPT";
+pub const VERSION: u16 = 1;
+pub const PREAMBLE_LEN: usize = 14;
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FormatError {
+    #[error("file is {len} bytes, shorter than the {PREAMBLE_LEN}-byte preamble: truncated or not a table")]
+    TooShort { len: usize },
+    #[error("not a sporeprint prototype table (magic bytes {found:02x?}, expected \"SPPT\")")]
+    WrongMagic { found: [u8; 4] },
+    #[error("table format version {found} is newer than this program understands ({VERSION}): upgrade sporeprint")]
+    NewerVersion { found: u16 },
+    #[error("table format version {found} is not supported (this program reads version {VERSION})")]
+    UnsupportedVersion { found: u16 },
+    #[error("truncated: the preamble announces {expected} payload bytes but only {found} are present")]
+    Truncated { expected: usize, found: usize },
+    #[error("{extra} unexpected bytes after the payload")]
+    TrailingBytes { extra: usize },
+    #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted")]
+    BadChecksum { stored: u32, computed: u32 },
+    #[error("payload cannot be decoded: {0}")]
+    Malformed(postcard::Error),
+    #[error("the file holds {found} species; this table holds at most {capacity}")]
+    TooManySpecies { found: usize, capacity: usize },
+    #[error(transparent)]
+    Invalid(#[from] TableError),
+}
+
+#[derive(Serialize)]
+struct PayloadRef<'a> {
+    header: &'a Header,
+    entries: &'a [Entry],
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "E: EntryStore")]
+struct Payload<E: EntryStore> {
+    header: Header,
+    entries: Entries<E>,
+}
+
+/// Entries decoded straight into the store; what does not fit is counted, not silently dropped.
+struct Entries<E> {
+    store: E,
+    overflow: usize,
+}
+
+impl<'de, E: EntryStore> Deserialize<'de> for Entries<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<E>(PhantomData<E>);
+        impl<'de, E: EntryStore> Visitor<'de> for EntriesVisitor<E> {
+            type Value = Entries<E>;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("a sequence of species entries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries<E>, A::Error> {
+                let mut entries = Entries { store: E::default(), overflow: 0 };
+                while let Some(entry) = seq.next_element::<Entry>()? {
+                    if entries.store.push(entry).is_err() {
+                        entries.overflow += 1;
+                    }
+                }
+                Ok(entries)
+            }
+        }
+        deserializer.deserialize_seq(EntriesVisitor(PhantomData))
+    }
+}
+
+/// The file's bytes for `table`.
+pub fn encode<E: EntryStore>(table: &PrototypeTable<E>) -> Vec<u8> {
+    let payload = postcard::to_allocvec(&PayloadRef { header: table.header(), entries: table.entries() })
+        .expect("serialising into memory cannot fail");
+    let mut bytes = Vec::with_capacity(PREAMBLE_LEN + payload.len());
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&CRC.checksum(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// Reads a table from the file's bytes, checking every field (see the module docs).
+pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatError> {
+    let Some((preamble, payload)) = bytes.split_first_chunk::<PREAMBLE_LEN>() else {
+        return Err(FormatError::TooShort { len: bytes.len() });
+    };
+    let field = |at: usize| u32::from_le_bytes(preamble[at..at + 4].try_into().expect("4 bytes"));
+    let magic: [u8; 4] = preamble[..4].try_into().expect("4 bytes");
+    if magic != MAGIC {
+        return Err(FormatError::WrongMagic { found: magic });
+    }
+    match u16::from_le_bytes([preamble[4], preamble[5]]) {
+        VERSION => {}
+        found if found > VERSION => return Err(FormatError::NewerVersion { found }),
+        found => return Err(FormatError::UnsupportedVersion { found }),
+    }
+    let expected = field(6) as usize;
+    if payload.len() < expected {
+        return Err(FormatError::Truncated { expected, found: payload.len() });
+    }
+    if payload.len() > expected {
+        return Err(FormatError::TrailingBytes { extra: payload.len() - expected });
+    }
+    let (stored, computed) = (field(10), CRC.checksum(payload));
+    if stored != computed {
+        return Err(FormatError::BadChecksum { stored, computed });
+    }
+    let (decoded, rest) = postcard::take_from_bytes::<Payload<E>>(payload).map_err(FormatError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(FormatError::TrailingBytes { extra: rest.len() });
+    }
+    if decoded.entries.overflow > 0 {
+        let capacity = E::CAPACITY.unwrap_or(usize::MAX);
+        return Err(FormatError::TooManySpecies { found: capacity + decoded.entries.overflow, capacity });
+    }
+    let table = PrototypeTable::from_parts(decoded.header, decoded.entries.store);
+    table.validate()?;
+    Ok(table)
+}

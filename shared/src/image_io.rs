@@ -1,0 +1,83 @@
+//! Photos to network inputs: decode, then [`PreprocessSpec`]'s resize, centre crop and
+//! normalisation. The trainer, the exporter and the device all go through here.
+//!
+//! JPEGs are decoded by `zune-jpeg` in strict mode rather than through `image`: `image` decodes
+//! a truncated JPEG without complaint (the missing part comes out grey), and a half-received
+//! photo must be an error, not a confident answer about a grey blur.
+
+use crate::preprocess::{PreprocessSpec, ResizeFilter};
+use image::RgbImage;
+use image::imageops::{self, FilterType};
+use std::path::{Path, PathBuf};
+use std::string::{String, ToString};
+use std::vec::Vec;
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct ImageError {
+    pub path: PathBuf,
+    #[source]
+    pub problem: DecodeError,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt or truncated JPEG: {0}")]
+    Jpeg(String),
+    #[error("not a decodable image: {0}")]
+    Image(#[from] image::ImageError),
+}
+
+/// Decodes an encoded photo (JPEG, PNG; recognised by content) to 8-bit RGB.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let options = DecoderOptions::default().set_strict_mode(true).jpeg_set_out_colorspace(ColorSpace::RGB);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        let pixels = decoder.decode().map_err(|e| DecodeError::Jpeg(std::format!("{e:?}")))?;
+        let (width, height) = decoder.dimensions().ok_or_else(|| DecodeError::Jpeg("no image size".to_string()))?;
+        return RgbImage::from_raw(width as u32, height as u32, pixels)
+            .ok_or_else(|| DecodeError::Jpeg("decoded pixels do not match the image size".to_string()));
+    }
+    Ok(image::load_from_memory(bytes)?.into_rgb8())
+}
+
+/// Reads and decodes the photo at `path`.
+pub fn open_rgb(path: &Path) -> Result<RgbImage, ImageError> {
+    let error = |problem| ImageError { path: path.into(), problem };
+    let bytes = std::fs::read(path).map_err(|e| error(e.into()))?;
+    decode_rgb(&bytes).map_err(error)
+}
+
+/// The spec's resize and centre crop: an `input_size` square RGB image.
+pub fn resize_and_crop(image: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
+    let (width, height) = spec.resized_dims(image.width(), image.height());
+    let resized = imageops::resize(image, width, height, filter_type(spec.filter));
+    let crop = spec.center_crop(width, height);
+    imageops::crop_imm(&resized, crop.x, crop.y, crop.width, crop.height).to_image()
+}
+
+/// The network input (1 x 3 x size x size, channel-major) for a decoded photo.
+pub fn to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> Vec<f32> {
+    let square = resize_and_crop(image, spec);
+    let mut tensor = std::vec![0.0; spec.tensor_len()];
+    spec.normalize_into(square.as_raw(), &mut tensor);
+    tensor
+}
+
+/// Decode + preprocess the photo at `path`.
+pub fn load_tensor(path: &Path, spec: &PreprocessSpec) -> Result<Vec<f32>, ImageError> {
+    Ok(to_tensor(&open_rgb(path)?, spec))
+}
+
+fn filter_type(filter: ResizeFilter) -> FilterType {
+    match filter {
+        ResizeFilter::Nearest => FilterType::Nearest,
+        ResizeFilter::Triangle => FilterType::Triangle,
+        ResizeFilter::CatmullRom => FilterType::CatmullRom,
+    }
+}

@@ -1,0 +1,32 @@
+//! The part of sporeprint that the host (trainer, exporter) and the device (field instrument) must
+//! agree on bit for bit: embedding math, the prototype table and its file format, classification
+//! with an open-set rule, k-shot enrollment and the image preprocessing spec.
+//!
+//! The core is `no_std` + `alloc`, so it runs on anything from a Pi to a microcontroller; the `std`
+//! feature adds files (atomic table saves, model fingerprints) and image decoding.
+#![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod classify;
+pub mod fingerprint;
+pub mod format;
+pub mod preprocess;
+pub mod prototype;
+pub mod species;
+pub mod table;
+pub mod vector;
+
+#[cfg(feature = "std")]
+pub mod image_io;
+#[cfg(feature = "std")]
+pub mod store;
+
+pub use classify::{Identification, MAX_TOP_K, Match};
+pub use fingerprint::ModelFingerprint;
+pub use preprocess::PreprocessSpec;
+pub use species::{Edibility, Name, Origin, SpeciesId};
+pub use table::{Entry, EntryStore, FixedTable, Header, PrototypeTable, Table, TableError};
+pub use vector::Metric;

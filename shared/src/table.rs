@@ -1,0 +1,366 @@
+//! The prototype table: one prototype per species, plus everything needed to use it safely with
+//! the right model (fingerprint, dimension, preprocessing, calibrated thresholds).
+//!
+//! The same [`PrototypeTable`] works over a growable `Vec` (host) or a fixed-capacity
+//! `heapless::Vec` (device); [`EntryStore`] is the small seam between them.
+
+use crate::fingerprint::ModelFingerprint;
+use crate::preprocess::PreprocessSpec;
+use crate::prototype::{Prototype, ShotError};
+use crate::species::{Edibility, Name, Origin, SpeciesId};
+use crate::vector::{self, Metric};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// What a table is for and how to read its distances.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub embedding_dim: u32,
+    pub metric: Metric,
+    /// SHA-256 of the ONNX file the prototypes were computed with.
+    pub model_fingerprint: ModelFingerprint,
+    pub preprocess: PreprocessSpec,
+    /// A query farther than this from every prototype is an "unknown species".
+    pub open_set_threshold: f32,
+    /// An edible answer is flagged when a dangerous species is at most this much farther away.
+    pub lookalike_margin: f32,
+    /// Softmax temperature turning distances into confidences.
+    pub temperature: f32,
+    /// Bumped on every change to the table.
+    pub revision: u64,
+}
+
+impl Header {
+    /// Distance thresholds that never reject (no calibration yet): euclidean and cosine
+    /// distances of unit vectors are at most 2.
+    pub const UNCALIBRATED_THRESHOLD: f32 = 2.0;
+
+    pub fn new(embedding_dim: u32, model_fingerprint: ModelFingerprint, preprocess: PreprocessSpec) -> Header {
+        Header {
+            embedding_dim,
+            metric: Metric::Euclidean,
+            model_fingerprint,
+            preprocess,
+            open_set_threshold: Self::UNCALIBRATED_THRESHOLD,
+            lookalike_margin: 0.1,
+            temperature: 0.1,
+            revision: 0,
+        }
+    }
+}
+
+/// One species.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: SpeciesId,
+    /// The name the species is known by in this table (unique, case-insensitively).
+    pub name: Name,
+    pub scientific_name: Option<Name>,
+    pub edibility: Edibility,
+    pub prototype: Prototype,
+    /// Bumped on every change to this entry.
+    pub revision: u32,
+    /// Where the entry was last changed.
+    pub origin: Origin,
+}
+
+impl Entry {
+    /// Mean distance of this species' shots to its prototype (see [`Prototype::spread`]).
+    pub fn spread(&self, metric: Metric) -> f32 {
+        self.prototype.spread(metric)
+    }
+}
+
+/// Storage for a table's entries: a `Vec` on the host, a fixed-capacity `heapless::Vec` on a
+/// device that must not grow without bound.
+pub trait EntryStore: Default {
+    /// Most entries the store can hold, `None` when unbounded.
+    const CAPACITY: Option<usize>;
+    fn as_slice(&self) -> &[Entry];
+    fn as_mut_slice(&mut self) -> &mut [Entry];
+    fn push(&mut self, entry: Entry) -> Result<(), StoreFull>;
+    fn remove(&mut self, index: usize) -> Entry;
+}
+
+/// An [`EntryStore`] had no room for another entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreFull;
+
+impl EntryStore for Vec<Entry> {
+    const CAPACITY: Option<usize> = None;
+    fn as_slice(&self) -> &[Entry] {
+        self
+    }
+    fn as_mut_slice(&mut self) -> &mut [Entry] {
+        self
+    }
+    fn push(&mut self, entry: Entry) -> Result<(), StoreFull> {
+        Vec::push(self, entry);
+        Ok(())
+    }
+    fn remove(&mut self, index: usize) -> Entry {
+        Vec::remove(self, index)
+    }
+}
+
+impl<const N: usize> EntryStore for heapless::Vec<Entry, N> {
+    const CAPACITY: Option<usize> = Some(N);
+    fn as_slice(&self) -> &[Entry] {
+        self
+    }
+    fn as_mut_slice(&mut self) -> &mut [Entry] {
+        self
+    }
+    fn push(&mut self, entry: Entry) -> Result<(), StoreFull> {
+        heapless::Vec::push(self, entry).map_err(|_| StoreFull)
+    }
+    fn remove(&mut self, index: usize) -> Entry {
+        heapless::Vec::remove(self, index)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TableError {
+    #[error("the table is full: it holds at most {capacity} species")]
+    Full { capacity: usize },
+    #[error("a species named \"{0}\" is already in the table")]
+    DuplicateName(String),
+    #[error("no species named \"{0}\" in the table")]
+    UnknownSpecies(String),
+    #[error("embedding has {found} dimensions; the table's model produces {expected}")]
+    DimensionMismatch { expected: usize, found: usize },
+    #[error(transparent)]
+    Shots(#[from] ShotError),
+    #[error("entry {index} (\"{name}\") is invalid: {problem}")]
+    InvalidEntry { index: usize, name: String, problem: &'static str },
+    #[error("the header is invalid: {0}")]
+    InvalidHeader(&'static str),
+}
+
+/// A new species' description, apart from its shots.
+#[derive(Clone, Debug)]
+pub struct NewSpecies {
+    pub name: Name,
+    pub scientific_name: Option<Name>,
+    pub edibility: Edibility,
+    pub origin: Origin,
+}
+
+/// Prototypes of every known species, with the header that says how to use them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrototypeTable<E: EntryStore = Vec<Entry>> {
+    header: Header,
+    entries: E,
+}
+
+/// The host's table: as many species as memory holds.
+pub type Table = PrototypeTable<Vec<Entry>>;
+/// A device's table: at most `N` species, no reallocation.
+pub type FixedTable<const N: usize> = PrototypeTable<heapless::Vec<Entry, N>>;
+
+impl<E: EntryStore> PrototypeTable<E> {
+    pub fn new(header: Header) -> Self {
+        PrototypeTable { header, entries: E::default() }
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn dim(&self) -> usize {
+        self.header.embedding_dim as usize
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        self.entries.as_slice()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+
+    /// Index of the species called `name`, compared case-insensitively (ASCII): "Cep" and "cep"
+    /// are the same species to a person typing on a device.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.entries().iter().position(|e| e.name.as_str().eq_ignore_ascii_case(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.position(name).map(|i| &self.entries()[i])
+    }
+
+    pub fn get_by_id(&self, id: SpeciesId) -> Option<&Entry> {
+        self.entries().iter().find(|e| e.id == id)
+    }
+
+    /// Sets the calibrated open-set threshold (see [`Header::open_set_threshold`]).
+    pub fn set_open_set_threshold(&mut self, threshold: f32) {
+        self.header.open_set_threshold = threshold;
+        self.touch();
+    }
+
+    pub fn set_lookalike_margin(&mut self, margin: f32) {
+        self.header.lookalike_margin = margin;
+        self.touch();
+    }
+
+    /// Enrolls a species from its first shots. Refuses a name already in the table: adding
+    /// shots to an existing species is [`add_shots`](Self::add_shots).
+    pub fn add_species<V: AsRef<[f32]>>(&mut self, species: NewSpecies, shots: &[V]) -> Result<&Entry, TableError> {
+        if let Some(i) = self.position(species.name.as_str()) {
+            return Err(TableError::DuplicateName(self.entries()[i].name.to_string()));
+        }
+        let prototype = Prototype::from_shots(shots, self.dim())?;
+        let id = self.fresh_id(&species.name, species.origin);
+        let entry = Entry {
+            id,
+            name: species.name,
+            scientific_name: species.scientific_name,
+            edibility: species.edibility,
+            prototype,
+            revision: 1,
+            origin: species.origin,
+        };
+        self.insert(entry)
+    }
+
+    /// Adds an entry as it is (from a sync or a conversion), after checking it fits the table.
+    pub fn insert(&mut self, entry: Entry) -> Result<&Entry, TableError> {
+        if let Some(i) = self.position(entry.name.as_str()) {
+            return Err(TableError::DuplicateName(self.entries()[i].name.to_string()));
+        }
+        check_entry(&entry, self.len(), self.dim())?;
+        self.entries.push(entry).map_err(|_| TableError::Full { capacity: E::CAPACITY.unwrap_or(usize::MAX) })?;
+        self.touch();
+        Ok(self.entries().last().expect("just pushed"))
+    }
+
+    /// Adds shots to an existing species (running mean; count, spread and revision updated).
+    pub fn add_shots<V: AsRef<[f32]>>(
+        &mut self,
+        name: &str,
+        shots: &[V],
+        origin: Origin,
+    ) -> Result<&Entry, TableError> {
+        let index = self.index_of(name)?;
+        let entry = &mut self.entries.as_mut_slice()[index];
+        entry.prototype.add_shots(shots)?;
+        entry.revision += 1;
+        entry.origin = origin;
+        self.touch();
+        Ok(&self.entries()[index])
+    }
+
+    pub fn rename(&mut self, old: &str, new: Name) -> Result<(), TableError> {
+        let index = self.index_of(old)?;
+        if let Some(other) = self.position(new.as_str()).filter(|&i| i != index) {
+            return Err(TableError::DuplicateName(self.entries()[other].name.to_string()));
+        }
+        self.update(index, |entry| entry.name = new);
+        Ok(())
+    }
+
+    pub fn set_edibility(&mut self, name: &str, edibility: Edibility) -> Result<(), TableError> {
+        let index = self.index_of(name)?;
+        self.update(index, |entry| entry.edibility = edibility);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<Entry, TableError> {
+        let index = self.index_of(name)?;
+        let removed = self.entries.remove(index);
+        self.touch();
+        Ok(removed)
+    }
+
+    /// The same table in another kind of storage (e.g. the host's table on a device).
+    pub fn into_store<F: EntryStore>(self) -> Result<PrototypeTable<F>, TableError> {
+        let mut converted = PrototypeTable::<F>::new(self.header.clone());
+        for entry in self.entries.as_slice() {
+            converted
+                .entries
+                .push(entry.clone())
+                .map_err(|_| TableError::Full { capacity: F::CAPACITY.unwrap_or(usize::MAX) })?;
+        }
+        Ok(converted)
+    }
+
+    /// Checks everything a decoded table must satisfy: a usable header, entries of the header's
+    /// dimension with unit prototypes, unique names and ids.
+    pub fn validate(&self) -> Result<(), TableError> {
+        let h = &self.header;
+        if h.embedding_dim == 0 {
+            return Err(TableError::InvalidHeader("embedding dimension is 0"));
+        }
+        if [h.open_set_threshold, h.lookalike_margin].iter().any(|x| x.is_nan() || *x < 0.0) {
+            return Err(TableError::InvalidHeader("thresholds must be non-negative numbers"));
+        }
+        if !(h.temperature > 0.0 && h.temperature.is_finite()) {
+            return Err(TableError::InvalidHeader("temperature must be a positive number"));
+        }
+        for (index, entry) in self.entries().iter().enumerate() {
+            check_entry(entry, index, self.dim())?;
+            let earlier = &self.entries()[..index];
+            let invalid = |problem| TableError::InvalidEntry { index, name: entry.name.to_string(), problem };
+            if earlier.iter().any(|e| e.name.as_str().eq_ignore_ascii_case(entry.name.as_str())) {
+                return Err(invalid("its name is used by an earlier entry"));
+            }
+            if earlier.iter().any(|e| e.id == entry.id) {
+                return Err(invalid("its id is used by an earlier entry"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn from_parts(header: Header, entries: E) -> Self {
+        PrototypeTable { header, entries }
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize, TableError> {
+        self.position(name).ok_or_else(|| TableError::UnknownSpecies(name.to_string()))
+    }
+
+    fn update(&mut self, index: usize, change: impl FnOnce(&mut Entry)) {
+        let entry = &mut self.entries.as_mut_slice()[index];
+        change(entry);
+        entry.revision += 1;
+        self.touch();
+    }
+
+    fn touch(&mut self) {
+        self.header.revision += 1;
+    }
+
+    fn fresh_id(&self, name: &Name, origin: Origin) -> SpeciesId {
+        (0..)
+            .map(|salt| SpeciesId::derive(name, origin, salt))
+            .find(|&id| self.get_by_id(id).is_none())
+            .expect("a free id among 2^32 salts")
+    }
+}
+
+fn check_entry(entry: &Entry, index: usize, dim: usize) -> Result<(), TableError> {
+    let p = &entry.prototype;
+    let invalid = |problem| TableError::InvalidEntry { index, name: entry.name.to_string(), problem };
+    if p.vector.len() != dim {
+        return Err(TableError::DimensionMismatch { expected: dim, found: p.vector.len() });
+    }
+    if p.vector.iter().any(|x| !x.is_finite()) {
+        return Err(invalid("its prototype contains NaN or infinity"));
+    }
+    if (vector::norm(&p.vector) - 1.0).abs() > 1e-3 {
+        return Err(invalid("its prototype is not unit length"));
+    }
+    if !(p.mean_norm > 0.0 && p.mean_norm <= 1.0) {
+        return Err(invalid("its mean norm is outside (0, 1]"));
+    }
+    if p.shots == 0 {
+        return Err(invalid("it has no shots"));
+    }
+    Ok(())
+}

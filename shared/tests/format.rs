@@ -1,0 +1,234 @@
+//! The file format: round trips, and refusal of every corruption and truncation.
+
+mod common;
+
+use common::random_table;
+use sporeprint_shared::format::{self, FormatError, MAGIC, PREAMBLE_LEN, VERSION};
+use sporeprint_shared::store::{self, StoreError};
+use sporeprint_shared::{FixedTable, ModelFingerprint, TableError};
+
+#[test]
+fn round_trip_keeps_everything() {
+    let mut table = random_table(1, 12, 32);
+    table.set_open_set_threshold(0.71);
+    let bytes = format::encode(&table);
+    assert_eq!(&bytes[..4], &MAGIC);
+    assert_eq!(format::decode::<Vec<_>>(&bytes).unwrap(), table);
+    // A device reads the host's file into its fixed-capacity table.
+    let fixed: FixedTable<16> = format::decode(&bytes).unwrap();
+    assert_eq!(fixed.entries(), table.entries());
+    assert_eq!(fixed.header(), table.header());
+}
+
+#[test]
+fn every_single_byte_corruption_is_refused() {
+    let bytes = format::encode(&random_table(2, 3, 8));
+    let mut checked = 0;
+    for at in 0..bytes.len() {
+        for flip in 1..=255u8 {
+            let mut corrupt = bytes.clone();
+            corrupt[at] ^= flip;
+            let result = format::decode::<Vec<_>>(&corrupt);
+            assert!(result.is_err(), "byte {at} xor {flip:#04x} was accepted");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, bytes.len() * 255);
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    let bytes = format::encode(&random_table(3, 3, 8));
+    for len in 0..bytes.len() {
+        let err = format::decode::<Vec<_>>(&bytes[..len]).unwrap_err();
+        match err {
+            FormatError::TooShort { .. } => assert!(len < PREAMBLE_LEN),
+            FormatError::Truncated { expected, found } => {
+                assert_eq!(expected, bytes.len() - PREAMBLE_LEN);
+                assert_eq!(found, len - PREAMBLE_LEN);
+            }
+            other => panic!("truncation to {len} bytes gave {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn each_check_has_its_own_error() {
+    let bytes = format::encode(&random_table(4, 2, 8));
+    let with = |at: usize, value: &[u8]| {
+        let mut b = bytes.clone();
+        b[at..at + value.len()].copy_from_slice(value);
+        format::decode::<Vec<_>>(&b).unwrap_err()
+    };
+    assert_eq!(with(0, b"PNG\0"), FormatError::WrongMagic { found: *b"PNG\0" });
+    assert_eq!(with(4, &(VERSION + 1).to_le_bytes()), FormatError::NewerVersion { found: VERSION + 1 });
+    assert!(with(4, &(VERSION + 1).to_le_bytes()).to_string().contains("upgrade sporeprint"));
+    assert_eq!(with(4, &0u16.to_le_bytes()), FormatError::UnsupportedVersion { found: 0 });
+    assert!(matches!(with(PREAMBLE_LEN + 3, &[0xff]), FormatError::BadChecksum { .. }));
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(format::decode::<Vec<_>>(&longer).unwrap_err(), FormatError::TrailingBytes { extra: 1 });
+}
+
+#[test]
+fn a_table_too_big_for_a_device_says_so() {
+    let bytes = format::encode(&random_table(5, 10, 8));
+    let err = format::decode::<heapless::Vec<_, 4>>(&bytes).unwrap_err();
+    assert_eq!(err, FormatError::TooManySpecies { found: 10, capacity: 4 });
+}
+
+/// A file with a correct preamble and CRC around `header` and `entries`, as a buggy or hostile
+/// writer could produce.
+fn sealed(header: &sporeprint_shared::Header, entries: &[sporeprint_shared::Entry]) -> Vec<u8> {
+    let payload = postcard::to_allocvec(&(header, entries)).unwrap();
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+#[test]
+fn checksum_valid_files_with_invalid_contents_are_refused() {
+    let table = random_table(6, 3, 8);
+    let (header, good) = (table.header(), table.entries().to_vec());
+    assert_eq!(format::decode::<Vec<_>>(&sealed(header, &good)).unwrap(), table, "the sealing is faithful");
+
+    let refused =
+        |entries: Vec<sporeprint_shared::Entry>| format::decode::<Vec<_>>(&sealed(header, &entries)).unwrap_err();
+    let mut wrong_dim = good.clone();
+    wrong_dim[1].prototype.vector.push(0.0);
+    assert!(matches!(
+        refused(wrong_dim),
+        FormatError::Invalid(TableError::DimensionMismatch { expected: 8, found: 9 })
+    ));
+    let mut not_unit = good.clone();
+    not_unit[0].prototype.vector[0] += 0.5;
+    assert!(refused(not_unit).to_string().contains("not unit length"));
+    let mut duplicate = good.clone();
+    duplicate[2].name = duplicate[0].name.clone();
+    assert!(refused(duplicate).to_string().contains("name is used by an earlier entry"));
+    let mut nan = good.clone();
+    nan[0].prototype.vector[3] = f32::NAN;
+    assert!(refused(nan).to_string().contains("NaN"));
+    let mut no_shots = good;
+    no_shots[1].prototype.shots = 0;
+    assert!(refused(no_shots).to_string().contains("no shots"));
+}
+
+#[test]
+fn files_name_themselves_in_errors_and_check_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prototypes.bin");
+    let table = random_table(7, 4, 16);
+    store::save(&path, &table).unwrap();
+    let model = table.header().model_fingerprint;
+    assert_eq!(store::load_for_model::<Vec<_>>(&path, &model, 16).unwrap(), table);
+
+    let other = ModelFingerprint::of_bytes(b"another model");
+    let err = store::load_for_model::<Vec<_>>(&path, &other, 16).unwrap_err();
+    assert!(matches!(err, StoreError::WrongModel { .. }));
+    let message = err.to_string();
+    assert!(message.contains("prototypes.bin") && message.contains("built for model"), "{message}");
+
+    let err = store::load_for_model::<Vec<_>>(&path, &model, 64).unwrap_err();
+    assert!(matches!(err, StoreError::WrongDimension { table: 16, model: 64, .. }), "{err}");
+
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let message = store::load::<Vec<_>>(&path).unwrap_err().to_string();
+    assert!(message.contains("prototypes.bin") && message.contains("truncated"), "{message}");
+
+    let missing = dir.path().join("missing.bin");
+    assert!(store::load::<Vec<_>>(&missing).unwrap_err().to_string().contains("missing.bin"));
+}
+
+#[test]
+fn saving_replaces_the_file_and_leaves_no_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table.bin");
+    store::save(&path, &random_table(8, 3, 8)).unwrap();
+    let newer = random_table(9, 5, 8);
+    store::save(&path, &newer).unwrap();
+    assert_eq!(store::load::<Vec<_>>(&path).unwrap(), newer);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["table.bin"]);
+}
+
+/// Reads a one-species table by hand, following FORMAT.md byte by byte, without serde: the
+/// documentation is what another program would rely on.
+#[test]
+fn the_documented_layout_is_the_real_one() {
+    use sporeprint_shared::table::NewSpecies;
+    use sporeprint_shared::{Edibility, Name, Origin, Table};
+    let mut table = Table::new(common::header(3));
+    table
+        .add_species(
+            NewSpecies {
+                name: Name::new("cep").unwrap(),
+                scientific_name: Some(Name::new("Boletus edulis").unwrap()),
+                edibility: Edibility::Edible,
+                origin: Origin::Device(300),
+            },
+            &[vec![0.0, 3.0, 4.0]],
+        )
+        .unwrap();
+    let bytes = format::encode(&table);
+    let mut reader = Reader { bytes: &bytes, at: 0 };
+    let mut take = |n: usize| reader.take(n);
+    assert_eq!(take(4), b"SPPT");
+    assert_eq!(take(2), &[1, 0]);
+    let length = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
+    assert_eq!(length, bytes.len() - 14);
+    let crc = u32::from_le_bytes(take(4).try_into().unwrap());
+    assert_eq!(crc, crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&bytes[14..]));
+    let f32_at = |b: &[u8]| f32::from_le_bytes(b.try_into().unwrap());
+    // header
+    assert_eq!(take(1), &[3], "embedding_dim varint");
+    assert_eq!(take(1), &[0], "metric: euclidean");
+    assert_eq!(take(32), &table.header().model_fingerprint.0);
+    assert_eq!(take(1), &[224], "input_size varint, low 7 bits + continuation");
+    assert_eq!(take(1), &[1]);
+    assert_eq!(take(2), &[128, 2], "resize_shorter_to = 256");
+    assert_eq!(f32_at(take(4)), 127.0 / 255.0, "mean[0]");
+    take(8 + 12);
+    assert_eq!(take(1), &[1], "filter: triangle");
+    assert_eq!(f32_at(take(4)), 2.0, "open_set_threshold");
+    assert_eq!(f32_at(take(4)), 0.1, "lookalike_margin");
+    assert_eq!(f32_at(take(4)), 0.1, "temperature");
+    assert_eq!(take(1), &[1], "revision");
+    // entries
+    assert_eq!(take(1), &[1], "one entry");
+    let mut id = 0u64;
+    for shift in (0..).step_by(7) {
+        let byte = take(1)[0];
+        id |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    assert_eq!(id, table.entries()[0].id.0);
+    assert_eq!(take(4), b"\x03cep");
+    assert_eq!(take(16), b"\x01\x0eBoletus edulis");
+    assert_eq!(take(1), &[0], "edibility: edible");
+    assert_eq!(take(1), &[3], "vector length");
+    assert_eq!([f32_at(take(4)), f32_at(take(4)), f32_at(take(4))], [0.0, 0.6, 0.8]);
+    assert_eq!(f32_at(take(4)), 1.0, "mean_norm");
+    assert_eq!(take(1), &[1], "shots");
+    assert_eq!(take(1), &[1], "revision");
+    assert_eq!(take(3), &[1, 0xac, 0x02], "origin: device 300");
+    assert_eq!(reader.at, bytes.len());
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        self.at += n;
+        &self.bytes[self.at - n..self.at]
+    }
+}
