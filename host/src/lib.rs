@@ -2,4 +2,7 @@
 //! Each command is a module; `main.rs` only parses arguments and calls into here.
 
 pub mod cli;
+pub mod data;
+pub mod loss;
+pub mod mining;
 pub mod model;

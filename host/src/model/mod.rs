@@ -49,7 +49,7 @@ impl BackboneKind {
 }
 
 enum Backbone {
-    EfficientNet(efficientnet::EfficientNetLite0),
+    EfficientNet(Box<efficientnet::EfficientNetLite0>),
     Resnet(Box<dyn ModuleT>),
     Tiny(tiny::TinyCnn),
 }
@@ -73,7 +73,9 @@ impl EmbeddingNet {
     pub fn new(root: &nn::Path, kind: BackboneKind, dim: i64) -> EmbeddingNet {
         let p = root / BACKBONE_PREFIX;
         let backbone = match kind {
-            BackboneKind::EfficientNetLite0 => Backbone::EfficientNet(efficientnet::EfficientNetLite0::new(&p)),
+            BackboneKind::EfficientNetLite0 => {
+                Backbone::EfficientNet(Box::new(efficientnet::EfficientNetLite0::new(&p)))
+            }
             BackboneKind::Resnet50 => Backbone::Resnet(Box::new(tch::vision::resnet::resnet50_no_final_layer(&p))),
             BackboneKind::Tiny => Backbone::Tiny(tiny::TinyCnn::new(&p)),
         };
