@@ -1,6 +1,9 @@
 //! The `sporeprint` command line.
 
+use crate::train::{self, TrainConfig};
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Parser)]
 #[command(name = "sporeprint", version, about = "Train, evaluate and export sporeprint's mushroom embedder")]
@@ -11,15 +14,40 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print what the tables and models of this build agree on (format version, preprocessing).
-    Info,
+    /// Train the embedding network with triplet loss (Ctrl-C saves a checkpoint; --resume continues).
+    Train {
+        #[command(flatten)]
+        config: TrainConfig,
+        /// Continue the run in --out from its last checkpoint (its saved configuration is used).
+        #[arg(long)]
+        resume: bool,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Info => {
-            println!("prototype table format version {}", sporeprint_shared::format::VERSION);
-            println!("preprocessing (EfficientNet-Lite): {:?}", sporeprint_shared::PreprocessSpec::EFFICIENTNET_LITE);
+        Command::Train { config, resume, json } => {
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let flag = interrupt.clone();
+            ctrlc::set_handler(move || {
+                eprintln!("\nstopping after this step: saving a checkpoint...");
+                flag.store(true, Ordering::SeqCst);
+            })?;
+            let summary = train::train(config, resume, interrupt)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "{} epoch(s) done; best validation loss {} at epoch {}{}",
+                    summary.epochs_done,
+                    summary.best_validation_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                    summary.best_epoch.map_or("-".into(), |e| e.to_string()),
+                    if summary.stopped_early { " (stopped early)" } else { "" }
+                );
+            }
             Ok(())
         }
     }

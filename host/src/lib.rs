@@ -1,8 +1,11 @@
 //! sporeprint's host side: the trainer, evaluation, export and the host end of serial sync.
 //! Each command is a module; `main.rs` only parses arguments and calls into here.
 
+pub mod adam;
 pub mod cli;
 pub mod data;
 pub mod loss;
 pub mod mining;
 pub mod model;
+pub mod pipeline;
+pub mod train;

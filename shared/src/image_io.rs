@@ -53,12 +53,26 @@ pub fn open_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     decode_rgb(&bytes).map_err(error)
 }
 
+/// The spec's aspect-preserving resize: the shorter side becomes `resize_shorter_to`.
+pub fn resize_shorter(image: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
+    let (width, height) = spec.resized_dims(image.width(), image.height());
+    resize(image, width, height, spec)
+}
+
+/// Resize to exactly `width` x `height` with the spec's filter.
+pub fn resize(image: &RgbImage, width: u32, height: u32, spec: &PreprocessSpec) -> RgbImage {
+    imageops::resize(image, width, height, filter_type(spec.filter))
+}
+
+/// The spec's centre crop of an image already resized by [`resize_shorter`].
+pub fn center_crop(resized: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
+    let crop = spec.center_crop(resized.width(), resized.height());
+    imageops::crop_imm(resized, crop.x, crop.y, crop.width, crop.height).to_image()
+}
+
 /// The spec's resize and centre crop: an `input_size` square RGB image.
 pub fn resize_and_crop(image: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
-    let (width, height) = spec.resized_dims(image.width(), image.height());
-    let resized = imageops::resize(image, width, height, filter_type(spec.filter));
-    let crop = spec.center_crop(width, height);
-    imageops::crop_imm(&resized, crop.x, crop.y, crop.width, crop.height).to_image()
+    center_crop(&resize_shorter(image, spec), spec)
 }
 
 /// The network input (1 x 3 x size x size, channel-major) for a decoded photo.

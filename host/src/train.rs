@@ -1,0 +1,530 @@
+//! `sporeprint train`: triplet training of the embedding network.
+//!
+//! Each epoch: (offline strategies) embed every training photo with the current model, mine one
+//! triplet per anchor, train on them in batches; (online strategies) train on P species x K
+//! photos batches with batch-hard or batch-all loss. Then measure the loss and triplet accuracy
+//! on fixed validation triplets, append to `metrics.jsonl`, checkpoint, and stop early when the
+//! validation loss has not improved for `patience` epochs.
+//!
+//! Run directory:
+//! - `config.json`: the configuration (what `--resume` and evaluation read back);
+//! - `checkpoint.safetensors`, `optimizer.safetensors`, `state.json`: the latest epoch;
+//! - `best.safetensors`: the weights of the epoch with the lowest validation loss;
+//! - `metrics.jsonl`: one line per epoch; `skipped.txt`: photos that could not be decoded.
+//!
+//! Every random choice comes from the seed and the epoch number, and the optimizer state is
+//! saved, so `--resume` continues exactly where an interrupted run stopped.
+
+use crate::adam::Adam;
+use crate::data::{Collection, Split};
+use crate::loss::{self, LossOutput};
+use crate::mining::{self, Distances, Mining, Triplet};
+use crate::model::{BACKBONE_PREFIX, BackboneKind, EmbeddingNet};
+use crate::pipeline::{self, Augment, PhotoCache};
+use anyhow::{Context, bail, ensure};
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Everything that defines a training run (saved as `config.json`).
+#[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
+pub struct TrainConfig {
+    /// Photo folder: ROOT/<species>/<photo> or ROOT/images/<species>/<photo> (+ ROOT/species.csv).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run directory: checkpoints, metrics, config.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "efficientnet-lite0")]
+    pub backbone: BackboneKind,
+    /// Pretrained backbone weights (safetensors, the file's own tensor names). Default for
+    /// efficientnet-lite0: the ImageNet weights scripts/setup.sh installs.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 128)]
+    pub embedding_dim: i64,
+    #[arg(long, value_enum, default_value = "batch-hard")]
+    pub mining: Mining,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Species held out entirely (the last ones by name), for k-shot evaluation.
+    #[arg(long, default_value_t = 15)]
+    pub unseen: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0.5)]
+    pub margin: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Triplets per step (offline mining strategies).
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// P: species per batch (batch-hard, batch-all).
+    #[arg(long, default_value_t = 8)]
+    pub species_per_batch: usize,
+    /// K: photos per species per batch (batch-hard, batch-all).
+    #[arg(long, default_value_t = 4)]
+    pub photos_per_species: usize,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Train only the head (the study's "frozen" variants).
+    #[arg(long)]
+    pub freeze_backbone: bool,
+    /// Train on centre crops only (no random crop, flip or colour jitter).
+    #[arg(long)]
+    pub no_augment: bool,
+}
+
+/// Where an interrupted or finished run stands (`state.json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunState {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    pub best_validation_loss: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub epochs_without_improvement: usize,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_triplet_accuracy: f64,
+    pub validation_loss: f64,
+    pub validation_triplet_accuracy: f64,
+    pub triplets: usize,
+    pub seconds: f64,
+}
+
+pub const CONFIG: &str = "config.json";
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const BEST: &str = "best.safetensors";
+const OPTIMIZER: &str = "optimizer.safetensors";
+const STATE: &str = "state.json";
+pub const METRICS: &str = "metrics.jsonl";
+const SKIPPED: &str = "skipped.txt";
+
+/// The default location of pretrained weights installed by scripts/setup.sh.
+pub fn default_weights(backbone: BackboneKind) -> Option<PathBuf> {
+    let dir = std::env::var_os("SPOREPRINT_WEIGHTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/weights"));
+    match backbone {
+        BackboneKind::EfficientNetLite0 => Some(dir.join("efficientnet-lite0.safetensors")),
+        BackboneKind::Resnet50 | BackboneKind::Tiny => None,
+    }
+}
+
+/// Copies the tensors of a pretrained weight file into the backbone's variables, matching names
+/// (`backbone.<name>` <- `<name>`). Every backbone variable must be found with its shape.
+pub fn load_backbone_weights(vs: &VarStore, path: &Path) -> anyhow::Result<usize> {
+    let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
+        .with_context(|| format!("{}: cannot read pretrained weights", path.display()))?
+        .into_iter()
+        .collect();
+    let prefix = format!("{BACKBONE_PREFIX}.");
+    let mut loaded = 0;
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for (name, mut var) in vs.variables() {
+            let Some(key) = name.strip_prefix(&prefix) else { continue };
+            let source =
+                file.get(key).with_context(|| format!("{}: no tensor {key} for the backbone", path.display()))?;
+            ensure!(
+                source.size() == var.size(),
+                "{}: {key} has shape {:?}, the backbone needs {:?}",
+                path.display(),
+                source.size(),
+                var.size()
+            );
+            var.copy_(source);
+            loaded += 1;
+        }
+        Ok(())
+    })?;
+    Ok(loaded)
+}
+
+/// The network of a run, with its variables.
+pub struct Network {
+    pub vs: VarStore,
+    pub net: EmbeddingNet,
+}
+
+impl Network {
+    pub fn new(config: &TrainConfig, device: Device) -> Network {
+        let vs = VarStore::new(device);
+        let mut net = EmbeddingNet::new(&vs.root(), config.backbone, config.embedding_dim);
+        net.frozen_backbone = config.freeze_backbone;
+        Network { vs, net }
+    }
+
+    /// Unit embeddings of cached photos (centre crops, inference mode), `[N, D]` on the CPU.
+    pub fn embed(&self, cache: &PhotoCache, indices: &[usize]) -> Tensor {
+        let chunks: Vec<Tensor> = indices
+            .chunks(32)
+            .map(|chunk| {
+                let images = cache.batch(chunk, None).to_device(self.vs.device());
+                tch::no_grad(|| self.net.forward_t(&images, false)).to_device(Device::Cpu)
+            })
+            .collect();
+        if chunks.is_empty() {
+            Tensor::zeros([0, self.net.dim], (Kind::Float, Device::Cpu))
+        } else {
+            Tensor::cat(&chunks, 0)
+        }
+    }
+}
+
+/// Writes a file's bytes via a temporary file and a rename, so a crash never leaves half a file.
+fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
+    let temp = path.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(tensors, &temp).with_context(|| format!("{}: cannot write", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn save_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    sporeprint_shared::store::write_atomically(path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a valid run file", path.display()))
+}
+
+fn variables(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Loads a run's weights (`checkpoint.safetensors` or `best.safetensors`) into a network built
+/// from its `config.json`.
+pub fn load_run(run: &Path, weights: &str, device: Device) -> anyhow::Result<(TrainConfig, Network)> {
+    let config: TrainConfig = read_json(&run.join(CONFIG))?;
+    let mut network = Network::new(&config, device);
+    let path = run.join(weights);
+    network.vs.load(&path).with_context(|| format!("{}: cannot load the weights", path.display()))?;
+    Ok((config, network))
+}
+
+/// Fixed validation triplets: each validation photo as anchor, a training photo of its species
+/// as positive, a validation photo of another species as negative. Indices refer to the
+/// validation cache (anchors, negatives) and the training cache (positives).
+fn validation_triplets(train: &PhotoCache, validation: &PhotoCache, seed: u64) -> Vec<Triplet> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f7a_11a1);
+    let train_labels = train.labels();
+    let validation_labels = validation.labels();
+    (0..validation.len())
+        .filter_map(|anchor| {
+            let label = validation_labels[anchor];
+            let positives: Vec<usize> = (0..train.len()).filter(|&i| train_labels[i] == label).collect();
+            let negatives: Vec<usize> = (0..validation.len()).filter(|&i| validation_labels[i] != label).collect();
+            Some(Triplet { anchor, positive: *positives.choose(&mut rng)?, negative: *negatives.choose(&mut rng)? })
+        })
+        .collect()
+}
+
+fn validate(
+    network: &Network,
+    train: &PhotoCache,
+    validation: &PhotoCache,
+    triplets: &[Triplet],
+    margin: f64,
+) -> LossOutput {
+    let pick = |rows: &Tensor, index: Vec<i64>| rows.index_select(0, &Tensor::from_slice(&index));
+    let validation_embeddings = network.embed(validation, &(0..validation.len()).collect::<Vec<_>>());
+    let positives: Vec<usize> = triplets.iter().map(|t| t.positive).collect();
+    let positive_embeddings = network.embed(train, &positives);
+    let anchors = pick(&validation_embeddings, triplets.iter().map(|t| t.anchor as i64).collect());
+    let negatives = pick(&validation_embeddings, triplets.iter().map(|t| t.negative as i64).collect());
+    loss::triplet(&anchors, &positive_embeddings, &negatives, margin)
+}
+
+/// One step's photos: the indices into the training cache and, for online mining, their labels.
+struct Step {
+    photos: Vec<usize>,
+    seeds: Vec<u64>,
+}
+
+/// The epoch's steps for an offline strategy: mined triplets, shuffled, `batch_size` per step,
+/// laid out as [anchors..., positives..., negatives...].
+fn offline_steps(network: &Network, train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) -> Vec<Step> {
+    let all: Vec<usize> = (0..train.len()).collect();
+    let embeddings = network.embed(train, &all);
+    let distances: Vec<f32> = Vec::try_from(loss::pairwise(&embeddings).flatten(0, -1)).expect("float distances");
+    let labels = train.labels();
+    let mut triplets = mining::mine(
+        config.mining,
+        &Distances { n: train.len(), values: &distances },
+        &labels,
+        config.margin as f32,
+        rng,
+    );
+    triplets.shuffle(rng);
+    triplets
+        .chunks(config.batch_size)
+        .map(|chunk| {
+            let photos: Vec<usize> = [
+                chunk.iter().map(|t| t.anchor).collect::<Vec<_>>(),
+                chunk.iter().map(|t| t.positive).collect(),
+                chunk.iter().map(|t| t.negative).collect(),
+            ]
+            .concat();
+            let seeds = photos.iter().map(|_| rng.random()).collect();
+            Step { photos, seeds }
+        })
+        .collect()
+}
+
+/// The epoch's steps for an online strategy: P species x K photos per batch, as many batches as
+/// it takes to show about every training photo once.
+fn online_steps(train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) -> Vec<Step> {
+    let mut by_species: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, label) in train.labels().into_iter().enumerate() {
+        by_species.entry(label).or_default().push(i);
+    }
+    let species: Vec<&Vec<usize>> = by_species.values().filter(|photos| photos.len() >= 2).collect();
+    let (p, k) = (config.species_per_batch.min(species.len()), config.photos_per_species);
+    let steps = train.len().div_ceil(p * k).max(1);
+    (0..steps)
+        .map(|_| {
+            let mut photos = Vec::with_capacity(p * k);
+            for photos_of_species in species.choose_multiple(rng, p) {
+                let mut shuffled = (*photos_of_species).clone();
+                shuffled.shuffle(rng);
+                // Fewer than K photos: repeat them (each repeat is augmented differently).
+                photos.extend(shuffled.iter().cycle().take(k));
+            }
+            let seeds = photos.iter().map(|_| rng.random()).collect();
+            Step { photos, seeds }
+        })
+        .collect()
+}
+
+fn step_loss(network: &Network, train: &PhotoCache, step: &Step, images: &Tensor, config: &TrainConfig) -> LossOutput {
+    let embeddings = network.net.forward_t(&images.to_device(network.vs.device()), true);
+    if config.mining.is_online() {
+        let labels: Vec<i64> = step.photos.iter().map(|&i| train.samples[i].label as i64).collect();
+        let labels = Tensor::from_slice(&labels).to_device(network.vs.device());
+        match config.mining {
+            Mining::BatchAll => loss::batch_all(&embeddings, &labels, config.margin),
+            _ => loss::batch_hard(&embeddings, &labels, config.margin),
+        }
+    } else {
+        let parts = embeddings.chunk(3, 0);
+        loss::triplet(&parts[0], &parts[1], &parts[2], config.margin)
+    }
+}
+
+/// What a finished `train` reports.
+#[derive(Debug, Serialize)]
+pub struct TrainSummary {
+    pub epochs_done: usize,
+    pub best_epoch: Option<usize>,
+    pub best_validation_loss: Option<f64>,
+    pub stopped_early: bool,
+    pub interrupted: bool,
+    pub skipped: Vec<PathBuf>,
+    pub excluded_species: Vec<String>,
+}
+
+/// Trains (or, with `resume`, continues) the run in `config.out`.
+pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) -> anyhow::Result<TrainSummary> {
+    let run = config.out.clone();
+    let mut state = RunState::default();
+    if resume {
+        let saved: TrainConfig = read_json(&run.join(CONFIG)).context("--resume needs an existing run")?;
+        // Everything but the epoch budget comes from the run being resumed.
+        config = TrainConfig { epochs: config.epochs, out: run.clone(), ..saved };
+        state = read_json(&run.join(STATE))?;
+    } else if run.join(STATE).exists() {
+        bail!("{} already holds a run: pass --resume to continue it, or choose another --out", run.display());
+    }
+    std::fs::create_dir_all(&run).with_context(|| format!("{}: cannot create the run directory", run.display()))?;
+    save_json(&run.join(CONFIG), &config)?;
+
+    let device = Device::cuda_if_available();
+    let spec = config.backbone.preprocess();
+    let collection = Collection::scan(&config.data)?;
+    let split: Split = collection.split(config.unseen, config.seed)?;
+    let train = PhotoCache::load(&split.train, spec, "train photos");
+    let validation = PhotoCache::load(&split.validation, spec, "validation");
+    let skipped: Vec<(PathBuf, String)> = train.skipped.iter().chain(&validation.skipped).cloned().collect();
+    let mut text = String::new();
+    for (path, problem) in &skipped {
+        text.push_str(&format!("{}\t{problem}\n", path.display()));
+    }
+    std::fs::write(run.join(SKIPPED), text)?;
+    ensure!(train.len() >= 2, "{}: fewer than 2 decodable training photos", config.data.display());
+    eprintln!(
+        "{} species ({} held out as unseen), {} training / {} validation photos, device {device:?}",
+        collection.species.len(),
+        config.unseen,
+        train.len(),
+        validation.len()
+    );
+
+    // Initial weights are random too: seed before creating them.
+    tch::manual_seed(config.seed as i64);
+    let mut network = Network::new(&config, device);
+    if state.epochs_done == 0 {
+        let weights = config.weights.clone().or_else(|| default_weights(config.backbone));
+        if let Some(weights) = weights {
+            ensure!(
+                weights.exists(),
+                "{}: pretrained weights missing (run scripts/setup.sh or pass --weights)",
+                weights.display()
+            );
+            let loaded = load_backbone_weights(&network.vs, &weights)?;
+            eprintln!("loaded {loaded} pretrained backbone tensors from {}", weights.display());
+        }
+    } else {
+        let checkpoint = run.join(CHECKPOINT);
+        network.vs.load(&checkpoint).with_context(|| format!("{}: cannot resume", checkpoint.display()))?;
+    }
+    let trainable: Vec<(String, Tensor)> = variables(&network.vs)
+        .into_iter()
+        .filter(|(name, t)| t.requires_grad() && !(config.freeze_backbone && name.starts_with(BACKBONE_PREFIX)))
+        .collect();
+    let mut adam = Adam::new(trainable, config.lr);
+    if state.epochs_done > 0 {
+        adam.load_state(&run.join(OPTIMIZER))?;
+    }
+
+    let validation_set = validation_triplets(&train, &validation, config.seed);
+    let augment = (!config.no_augment).then(Augment::default);
+    let mut interrupted = false;
+    let mut stopped_early = false;
+    for epoch in state.epochs_done..config.epochs {
+        if state.epochs_without_improvement >= config.patience {
+            stopped_early = true;
+            break;
+        }
+        let started = Instant::now();
+        tch::manual_seed((config.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let steps = if config.mining.is_online() {
+            online_steps(&train, &config, &mut rng)
+        } else {
+            offline_steps(&network, &train, &config, &mut rng)
+        };
+
+        let bar = pipeline::progress(steps.len() as u64, &format!("epoch {}/{}", epoch + 1, config.epochs));
+        let (mut loss_sum, mut accuracy_sum, mut triplets) = (0.0, 0.0, 0);
+        std::thread::scope(|scope| {
+            // Batches are assembled one step ahead, on their own thread.
+            let (sender, batches) = std::sync::mpsc::sync_channel::<Tensor>(1);
+            let (train, steps_ref) = (&train, &steps);
+            scope.spawn(move || {
+                for step in steps_ref {
+                    let images = train.batch(&step.photos, augment.as_ref().map(|a| (a, step.seeds.as_slice())));
+                    if sender.send(images).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (step, images) in steps.iter().zip(batches) {
+                adam.zero_grad();
+                let out = step_loss(&network, train, step, &images, &config);
+                out.loss.backward();
+                adam.step();
+                let loss = out.loss.double_value(&[]);
+                loss_sum += loss * out.triplets as f64;
+                accuracy_sum += out.accuracy * out.triplets as f64;
+                triplets += out.triplets;
+                bar.inc(1);
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.3}",
+                    loss_sum / triplets.max(1) as f64,
+                    accuracy_sum / triplets.max(1) as f64
+                ));
+                if interrupt.load(Ordering::SeqCst) {
+                    interrupted = true;
+                    break;
+                }
+            }
+        });
+        bar.finish_and_clear();
+        if interrupted {
+            // The epoch restarts from its beginning with these weights on --resume.
+            save_tensors(&run.join(CHECKPOINT), &variables(&network.vs))?;
+            save_tensors(&run.join(OPTIMIZER), &adam.state())?;
+            save_json(&run.join(STATE), &state)?;
+            eprintln!("interrupted: checkpoint saved in {}; continue with --resume", run.display());
+            break;
+        }
+
+        let validation_out = validate(&network, &train, &validation, &validation_set, config.margin);
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / triplets.max(1) as f64,
+            train_triplet_accuracy: accuracy_sum / triplets.max(1) as f64,
+            validation_loss: validation_out.loss.double_value(&[]),
+            validation_triplet_accuracy: validation_out.accuracy,
+            triplets,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "epoch {:>3}: train loss {:.4} acc {:.3} | validation loss {:.4} acc {:.3} | {:.0}s",
+            metrics.epoch,
+            metrics.train_loss,
+            metrics.train_triplet_accuracy,
+            metrics.validation_loss,
+            metrics.validation_triplet_accuracy,
+            metrics.seconds
+        );
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(run.join(METRICS))?;
+        writeln!(log, "{}", serde_json::to_string(&metrics)?)?;
+
+        state.epochs_done = epoch + 1;
+        let weights = variables(&network.vs);
+        if state.best_validation_loss.is_none_or(|best| metrics.validation_loss < best) {
+            state.best_validation_loss = Some(metrics.validation_loss);
+            state.best_epoch = Some(epoch + 1);
+            state.epochs_without_improvement = 0;
+            save_tensors(&run.join(BEST), &weights)?;
+        } else {
+            state.epochs_without_improvement += 1;
+        }
+        save_tensors(&run.join(CHECKPOINT), &weights)?;
+        save_tensors(&run.join(OPTIMIZER), &adam.state())?;
+        save_json(&run.join(STATE), &state)?;
+    }
+
+    if !skipped.is_empty() {
+        eprintln!("skipped {} unreadable photo(s):", skipped.len());
+        for (path, problem) in &skipped {
+            eprintln!("  {}: {problem}", path.display());
+        }
+    }
+    let excluded_species: Vec<String> = collection.excluded.iter().map(|(name, _)| name.clone()).collect();
+    if !excluded_species.is_empty() {
+        eprintln!(
+            "excluded {} species with fewer than 2 photos: {}",
+            excluded_species.len(),
+            excluded_species.join(", ")
+        );
+    }
+    Ok(TrainSummary {
+        epochs_done: state.epochs_done,
+        best_epoch: state.best_epoch,
+        best_validation_loss: state.best_validation_loss,
+        stopped_early,
+        interrupted,
+        skipped: skipped.into_iter().map(|(path, _)| path).collect(),
+        excluded_species,
+    })
+}

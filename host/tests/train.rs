@@ -1,0 +1,169 @@
+//! Training on generated photos with the tiny CNN: the split, learning, resuming, bad files.
+
+use image::{Rgb, RgbImage};
+use sporeprint_host::data::Collection;
+use sporeprint_host::mining::Mining;
+use sporeprint_host::model::BackboneKind;
+use sporeprint_host::train::{self, EpochMetrics, TrainConfig};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tch::Tensor;
+
+/// `species` folders of `photos` 96x96 JPEGs: each species a colour and stripe pattern, each
+/// photo with its own shift and noise.
+fn make_photos(root: &Path, species: usize, photos: usize) {
+    for s in 0..species {
+        let dir = root.join(format!("species_{s:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = [(s * 53 % 256) as u8, (s * 97 % 256) as u8, (s * 151 % 256) as u8];
+        for p in 0..photos {
+            let image = RgbImage::from_fn(96, 96, |x, y| {
+                let stripe = ((x + y * (s as u32 % 3) + p as u32 * 7) / (4 + s as u32 % 5)) % 2;
+                let noise = ((x * 31 + y * 17 + p as u32 * 13) % 23) as u8;
+                Rgb(base.map(|c| if stripe == 0 { c.saturating_add(noise) } else { c / 3 + noise }))
+            });
+            image.save(dir.join(format!("photo_{p}.jpg"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("species.csv"), "species,edibility\nspecies_00,edible\nspecies_01,deadly\n").unwrap();
+}
+
+fn config(data: &Path, out: &Path, mining: Mining, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        data: data.into(),
+        out: out.into(),
+        backbone: BackboneKind::Tiny,
+        weights: None,
+        embedding_dim: 16,
+        mining,
+        epochs,
+        unseen: 2,
+        seed: 3,
+        margin: 0.5,
+        lr: 3e-3,
+        batch_size: 8,
+        species_per_batch: 4,
+        photos_per_species: 4,
+        patience: 100,
+        freeze_backbone: false,
+        no_augment: false,
+    }
+}
+
+fn metrics(run: &Path) -> Vec<EpochMetrics> {
+    std::fs::read_to_string(run.join(train::METRICS))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn run(config: TrainConfig, resume: bool) -> train::TrainSummary {
+    train::train(config, resume, Arc::new(AtomicBool::new(false))).unwrap()
+}
+
+#[test]
+fn the_split_is_deterministic_disjoint_and_holds_out_the_last_species() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 6, 5);
+    std::fs::create_dir_all(data.path().join("zz_lonely")).unwrap();
+    RgbImage::new(8, 8).save(data.path().join("zz_lonely/only.png")).unwrap();
+    let collection = Collection::scan(data.path()).unwrap();
+    assert_eq!(collection.species.len(), 6);
+    assert_eq!(collection.excluded, [("zz_lonely".to_string(), 1)]);
+    assert_eq!(collection.species[1].edibility, sporeprint_shared::Edibility::Deadly);
+
+    let a = collection.split(2, 9).unwrap();
+    assert_eq!(a.train, collection.split(2, 9).unwrap().train);
+    assert_ne!(a.train, collection.split(2, 10).unwrap().train, "the seed matters");
+    let train: HashSet<_> = a.train.iter().map(|s| &s.path).collect();
+    let validation: HashSet<_> = a.validation.iter().map(|s| &s.path).collect();
+    let unseen: HashSet<_> = a.unseen.iter().map(|s| &s.path).collect();
+    assert!(train.is_disjoint(&validation) && train.is_disjoint(&unseen) && validation.is_disjoint(&unseen));
+    assert_eq!(train.len() + validation.len() + unseen.len(), 30);
+    assert!(a.unseen.iter().all(|s| s.label >= 4), "the last 2 species are unseen");
+    assert!(a.train.iter().chain(&a.validation).all(|s| s.label < 4));
+    // 5 photos per seen species: 1 for validation, 4 for training.
+    assert_eq!(validation.len(), 4);
+
+    assert!(collection.split(5, 9).is_err(), "at least 2 seen species must remain");
+    assert!(Collection::scan(&data.path().join("missing")).unwrap_err().to_string().contains("no such data folder"));
+    let empty = tempfile::tempdir().unwrap();
+    assert!(Collection::scan(empty.path()).unwrap_err().to_string().contains("no species folder"));
+}
+
+#[test]
+fn training_lowers_the_loss_with_every_strategy() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 8, 6);
+    for mining in [Mining::Random, Mining::SemiHard, Mining::BatchHard] {
+        let out = tempfile::tempdir().unwrap();
+        let summary = run(config(data.path(), out.path(), mining, 6), false);
+        assert_eq!(summary.epochs_done, 6);
+        let m = metrics(out.path());
+        let (first, last) = (&m[0], &m[m.len() - 1]);
+        println!(
+            "{mining:?}: train loss {:.3} -> {:.3}, validation {:.3} -> {:.3}",
+            first.train_loss, last.train_loss, first.validation_loss, last.validation_loss
+        );
+        assert!(last.train_loss < first.train_loss * 0.8, "{mining:?}: {first:?} -> {last:?}");
+        assert!(out.path().join(train::BEST).exists());
+    }
+}
+
+#[test]
+fn resuming_continues_bit_identically() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 6, 5);
+    let straight = tempfile::tempdir().unwrap();
+    run(config(data.path(), straight.path(), Mining::SemiHard, 3), false);
+    let resumed = tempfile::tempdir().unwrap();
+    run(config(data.path(), resumed.path(), Mining::SemiHard, 1), false);
+    let summary = run(config(data.path(), resumed.path(), Mining::SemiHard, 3), true);
+    assert_eq!(summary.epochs_done, 3);
+
+    let load = |dir: &Path| -> BTreeMap<String, Tensor> {
+        Tensor::read_safetensors(dir.join(train::CHECKPOINT)).unwrap().into_iter().collect()
+    };
+    let (a, b) = (load(straight.path()), load(resumed.path()));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, tensor) in &a {
+        assert!(tensor.equal(&b[name]), "{name} differs after resuming");
+    }
+    let (ma, mb) = (metrics(straight.path()), metrics(resumed.path()));
+    assert_eq!(ma.len(), 3);
+    assert_eq!(
+        ma.iter().map(|m| m.train_loss).collect::<Vec<_>>(),
+        mb.iter().map(|m| m.train_loss).collect::<Vec<_>>()
+    );
+
+    // A finished run is not silently overwritten.
+    let again = train::train(
+        config(data.path(), straight.path(), Mining::SemiHard, 3),
+        false,
+        Arc::new(AtomicBool::new(false)),
+    );
+    assert!(again.unwrap_err().to_string().contains("--resume"));
+}
+
+#[test]
+fn unreadable_photos_are_skipped_and_reported() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 5, 5);
+    let bad = data.path().join("species_00/photo_9.jpg");
+    std::fs::write(&bad, b"not a jpeg at all").unwrap();
+    let good = std::fs::read(data.path().join("species_01/photo_0.jpg")).unwrap();
+    let truncated = data.path().join("species_01/photo_9.jpg");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let summary = run(config(data.path(), out.path(), Mining::BatchHard, 1), false);
+    assert_eq!(summary.epochs_done, 1, "training went on");
+    let mut skipped = summary.skipped.clone();
+    skipped.sort();
+    assert_eq!(skipped, [bad.clone(), truncated.clone()]);
+    let report = std::fs::read_to_string(out.path().join("skipped.txt")).unwrap();
+    assert!(report.contains("photo_9.jpg") && report.lines().count() == 2, "{report}");
+}
