@@ -101,6 +101,38 @@ impl PhotoCache {
     }
 }
 
+/// One training step's photos (indices into a [`PhotoCache`]) and their augmentation seeds.
+pub struct BatchPlan {
+    pub photos: Vec<usize>,
+    pub seeds: Vec<u64>,
+}
+
+/// Runs `step` on the batch of every plan, in order, while the next batch is assembled on
+/// another thread. `step` returns `false` to stop early.
+pub fn for_each_batch(
+    cache: &PhotoCache,
+    plans: &[BatchPlan],
+    augment: Option<&Augment>,
+    mut step: impl FnMut(&BatchPlan, Tensor) -> bool,
+) {
+    std::thread::scope(|scope| {
+        let (sender, batches) = std::sync::mpsc::sync_channel::<Tensor>(1);
+        scope.spawn(move || {
+            for plan in plans {
+                let images = cache.batch(&plan.photos, augment.map(|a| (a, plan.seeds.as_slice())));
+                if sender.send(images).is_err() {
+                    break; // the consumer stopped early
+                }
+            }
+        });
+        for (plan, images) in plans.iter().zip(batches) {
+            if !step(plan, images) {
+                break;
+            }
+        }
+    });
+}
+
 /// A random resized crop, flip and colour jitter of `image`, as an `input_size` square.
 pub fn augmented(image: &RgbImage, spec: &PreprocessSpec, augment: &Augment, seed: u64) -> RgbImage {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

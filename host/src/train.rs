@@ -20,7 +20,7 @@ use crate::data::{Collection, Split};
 use crate::loss::{self, LossOutput};
 use crate::mining::{self, Distances, Mining, Triplet};
 use crate::model::{BACKBONE_PREFIX, BackboneKind, EmbeddingNet};
-use crate::pipeline::{self, Augment, PhotoCache};
+use crate::pipeline::{self, Augment, BatchPlan, PhotoCache};
 use anyhow::{Context, bail, ensure};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
@@ -253,15 +253,9 @@ fn validate(
     loss::triplet(&anchors, &positive_embeddings, &negatives, margin)
 }
 
-/// One step's photos: the indices into the training cache and, for online mining, their labels.
-struct Step {
-    photos: Vec<usize>,
-    seeds: Vec<u64>,
-}
-
 /// The epoch's steps for an offline strategy: mined triplets, shuffled, `batch_size` per step,
 /// laid out as [anchors..., positives..., negatives...].
-fn offline_steps(network: &Network, train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) -> Vec<Step> {
+fn offline_steps(network: &Network, train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) -> Vec<BatchPlan> {
     let all: Vec<usize> = (0..train.len()).collect();
     let embeddings = network.embed(train, &all);
     let distances: Vec<f32> = Vec::try_from(loss::pairwise(&embeddings).flatten(0, -1)).expect("float distances");
@@ -284,14 +278,14 @@ fn offline_steps(network: &Network, train: &PhotoCache, config: &TrainConfig, rn
             ]
             .concat();
             let seeds = photos.iter().map(|_| rng.random()).collect();
-            Step { photos, seeds }
+            BatchPlan { photos, seeds }
         })
         .collect()
 }
 
 /// The epoch's steps for an online strategy: P species x K photos per batch, as many batches as
 /// it takes to show about every training photo once.
-fn online_steps(train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) -> Vec<Step> {
+fn online_steps(train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) -> Vec<BatchPlan> {
     let mut by_species: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, label) in train.labels().into_iter().enumerate() {
         by_species.entry(label).or_default().push(i);
@@ -309,12 +303,18 @@ fn online_steps(train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) 
                 photos.extend(shuffled.iter().cycle().take(k));
             }
             let seeds = photos.iter().map(|_| rng.random()).collect();
-            Step { photos, seeds }
+            BatchPlan { photos, seeds }
         })
         .collect()
 }
 
-fn step_loss(network: &Network, train: &PhotoCache, step: &Step, images: &Tensor, config: &TrainConfig) -> LossOutput {
+fn step_loss(
+    network: &Network,
+    train: &PhotoCache,
+    step: &BatchPlan,
+    images: &Tensor,
+    config: &TrainConfig,
+) -> LossOutput {
     let embeddings = network.net.forward_t(&images.to_device(network.vs.device()), true);
     if config.mining.is_online() {
         let labels: Vec<i64> = step.photos.iter().map(|&i| train.samples[i].label as i64).collect();
@@ -424,38 +424,19 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
 
         let bar = pipeline::progress(steps.len() as u64, &format!("epoch {}/{}", epoch + 1, config.epochs));
         let (mut loss_sum, mut accuracy_sum, mut triplets) = (0.0, 0.0, 0);
-        std::thread::scope(|scope| {
-            // Batches are assembled one step ahead, on their own thread.
-            let (sender, batches) = std::sync::mpsc::sync_channel::<Tensor>(1);
-            let (train, steps_ref) = (&train, &steps);
-            scope.spawn(move || {
-                for step in steps_ref {
-                    let images = train.batch(&step.photos, augment.as_ref().map(|a| (a, step.seeds.as_slice())));
-                    if sender.send(images).is_err() {
-                        break;
-                    }
-                }
-            });
-            for (step, images) in steps.iter().zip(batches) {
-                adam.zero_grad();
-                let out = step_loss(&network, train, step, &images, &config);
-                out.loss.backward();
-                adam.step();
-                let loss = out.loss.double_value(&[]);
-                loss_sum += loss * out.triplets as f64;
-                accuracy_sum += out.accuracy * out.triplets as f64;
-                triplets += out.triplets;
-                bar.inc(1);
-                bar.set_message(format!(
-                    "loss {:.4} acc {:.3}",
-                    loss_sum / triplets.max(1) as f64,
-                    accuracy_sum / triplets.max(1) as f64
-                ));
-                if interrupt.load(Ordering::SeqCst) {
-                    interrupted = true;
-                    break;
-                }
-            }
+        pipeline::for_each_batch(&train, &steps, augment.as_ref(), |step, images| {
+            adam.zero_grad();
+            let out = step_loss(&network, &train, step, &images, &config);
+            out.loss.backward();
+            adam.step();
+            loss_sum += out.loss.double_value(&[]) * out.triplets as f64;
+            accuracy_sum += out.accuracy * out.triplets as f64;
+            triplets += out.triplets;
+            bar.inc(1);
+            let seen = triplets.max(1) as f64;
+            bar.set_message(format!("loss {:.4} acc {:.3}", loss_sum / seen, accuracy_sum / seen));
+            interrupted = interrupt.load(Ordering::SeqCst);
+            !interrupted
         });
         bar.finish_and_clear();
         if interrupted {
