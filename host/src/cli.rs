@@ -1,5 +1,6 @@
 //! The `sporeprint` command line.
 
+use crate::eval::{self, EvalArgs};
 use crate::train::{self, TrainConfig};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure a trained run (or the pretrained backbone) with the study's and the field's metrics.
+    Eval(EvalArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +50,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     summary.best_epoch.map_or("-".into(), |e| e.to_string()),
                     if summary.stopped_early { " (stopped early)" } else { "" }
                 );
+            }
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let report = eval::evaluate(&args)?;
+            if let Some(run) = &args.run {
+                let path = run.join(if args.features { "eval-features.json" } else { "eval.json" });
+                sporeprint_shared::store::write_atomically(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+            }
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", eval::table(&report));
             }
             Ok(())
         }

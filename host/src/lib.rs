@@ -4,7 +4,9 @@
 pub mod adam;
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod loss;
+pub mod metrics;
 pub mod mining;
 pub mod model;
 pub mod pipeline;

@@ -86,16 +86,24 @@ impl PhotoCache {
     /// `[N, 3, S, S]` batch of the given photos: centre crops when `augment` is `None`, else
     /// augmented with one seed per photo.
     pub fn batch(&self, indices: &[usize], augment: Option<(&Augment, &[u64])>) -> Tensor {
+        self.tensor(indices, |i, image| match augment {
+            None => image_io::center_crop(image, &self.spec),
+            Some((augment, seeds)) => augmented(image, &self.spec, augment, seeds[i]),
+        })
+    }
+
+    /// `[N, 3, S, S]` batch of the mirror images of the given photos' centre crops (for
+    /// test-time flip averaging).
+    pub fn mirrored_batch(&self, indices: &[usize]) -> Tensor {
+        self.tensor(indices, |_, image| imageops::flip_horizontal(&image_io::center_crop(image, &self.spec)))
+    }
+
+    fn tensor(&self, indices: &[usize], square: impl Fn(usize, &RgbImage) -> RgbImage + Sync) -> Tensor {
         let len = self.spec.tensor_len();
         let size = self.spec.input_size as i64;
         let mut data = vec![0.0f32; len * indices.len()];
         data.par_chunks_mut(len).enumerate().for_each(|(i, out)| {
-            let image = &self.images[indices[i]];
-            let square = match augment {
-                None => image_io::center_crop(image, &self.spec),
-                Some((augment, seeds)) => augmented(image, &self.spec, augment, seeds[i]),
-            };
-            self.spec.normalize_into(square.as_raw(), out);
+            self.spec.normalize_into(square(i, &self.images[indices[i]]).as_raw(), out);
         });
         Tensor::from_slice(&data).view([indices.len() as i64, 3, size, size])
     }

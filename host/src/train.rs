@@ -223,7 +223,7 @@ pub fn load_run(run: &Path, weights: &str, device: Device) -> anyhow::Result<(Tr
 /// Fixed validation triplets: each validation photo as anchor, a training photo of its species
 /// as positive, a validation photo of another species as negative. Indices refer to the
 /// validation cache (anchors, negatives) and the training cache (positives).
-fn validation_triplets(train: &PhotoCache, validation: &PhotoCache, seed: u64) -> Vec<Triplet> {
+pub fn validation_triplets(train: &PhotoCache, validation: &PhotoCache, seed: u64) -> Vec<Triplet> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f7a_11a1);
     let train_labels = train.labels();
     let validation_labels = validation.labels();

@@ -2,6 +2,7 @@
 
 use image::{Rgb, RgbImage};
 use sporeprint_host::data::Collection;
+use sporeprint_host::eval::{self, EvalArgs};
 use sporeprint_host::mining::Mining;
 use sporeprint_host::model::BackboneKind;
 use sporeprint_host::train::{self, EpochMetrics, TrainConfig};
@@ -166,4 +167,50 @@ fn unreadable_photos_are_skipped_and_reported() {
     assert_eq!(skipped, [bad.clone(), truncated.clone()]);
     let report = std::fs::read_to_string(out.path().join("skipped.txt")).unwrap();
     assert!(report.contains("photo_9.jpg") && report.lines().count() == 2, "{report}");
+}
+
+#[test]
+fn eval_measures_a_trained_run_on_every_variant() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 8, 5);
+    let out = tempfile::tempdir().unwrap();
+    run(config(data.path(), out.path(), Mining::BatchHard, 4), false);
+    let args = EvalArgs {
+        run: Some(out.path().into()),
+        data: data.path().into(),
+        features: false,
+        backbone: BackboneKind::Tiny,
+        unseen: 2,
+        knn: 5,
+        shots: vec![1, 3],
+        draws: 20,
+        keep: 0.95,
+        json: true,
+    };
+    let report = eval::evaluate(&args).unwrap();
+    assert_eq!((report.seen_species, report.unseen_species, report.embedding_dim), (6, 2, 16));
+    assert_eq!((report.train_photos, report.validation_photos, report.unseen_photos), (24, 6, 10));
+    let names: Vec<&str> = report.variants.iter().map(|v| v.variant.as_str()).collect();
+    assert_eq!(names, ["plain", "centred", "flip", "centred+flip"]);
+    for v in &report.variants {
+        for x in
+            [v.triplet_accuracy, v.centroid_accuracy, v.knn_accuracy, v.prototype_top1, v.prototype_top3, v.unseen_nmi]
+        {
+            assert!((0.0..=1.0).contains(&x), "{v:?}");
+        }
+        assert!(v.prototype_top3 >= v.prototype_top1);
+        // Trained on easily told-apart synthetic species: the true one is among the 3 nearest of
+        // the 6 prototypes for nearly every validation photo.
+        assert!(v.prototype_top3 > 0.8, "{v:?}");
+        assert_eq!(v.kshot.iter().map(|k| k.shots).collect::<Vec<_>>(), [1, 3]);
+        // The threshold keeps 95% of 6 validation photos: at most one is rejected.
+        assert!(v.open_set.known_rejected <= 1.0 / 6.0 + 1e-9, "{v:?}");
+    }
+    let table = eval::table(&report);
+    assert!(table.contains("MAP@R (unseen)") && table.contains("3-shot, prototype top-1"), "{table}");
+    let json = serde_json::to_value(&report).unwrap();
+    for key in ["model", "variants", "knn"] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+    assert!(json["variants"][0]["open_set"]["threshold"].is_number());
 }

@@ -1,0 +1,414 @@
+//! `sporeprint eval`: measures a trained run (or, without `--run`, the pretrained backbone's
+//! features as a baseline) on the study's split: training and validation photos of the seen
+//! species, and the held-out unseen species.
+//!
+//! Every metric is computed for four embedding variants, so what helps is measured rather than
+//! assumed: `plain` (the model's unit embedding), `centred` (minus the training-set mean, then
+//! re-normalised: SimpleShot), `flip` (the mean of the photo's and its mirror image's
+//! embeddings), and `centred+flip`.
+//!
+//! Where each metric's rows come from:
+//! - triplet accuracy: the training run's fixed validation triplets;
+//! - centroid accuracy: all seen photos (training + validation), k = photos of the species;
+//! - k-NN and nearest-prototype accuracy: validation photos against training photos/prototypes;
+//! - Precision@1, R-Precision, MAP@R, NMI: the unseen species among themselves (as in "A Metric
+//!   Learning Reality Check": retrieval on classes never trained on);
+//! - k-shot: k support photos of each unseen species join the gallery of all training photos
+//!   (study: right when the species is among the 3 nearest photos) or become its prototype among
+//!   all seen prototypes (device: top-1 / top-3); averaged over random draws, with the spread;
+//! - open set: the threshold keeping 95% of validation photos within their nearest seen
+//!   prototype, and the share of unseen-species photos it rejects as "unknown species".
+
+use crate::data::Collection;
+use crate::metrics::{self, Retrieval};
+use crate::model::BackboneKind;
+use crate::pipeline::PhotoCache;
+use crate::train::{self, Network, TrainConfig};
+use anyhow::Context;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use sporeprint_shared::vector;
+use std::path::PathBuf;
+use tch::{Device, Tensor};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct EvalArgs {
+    /// A run directory written by `sporeprint train` (its best weights are measured).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// The photos (same layout as for training).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Measure the backbone's pooled features instead of the head's embeddings. Without --run:
+    /// the pretrained backbone as a baseline.
+    #[arg(long)]
+    pub features: bool,
+    /// Backbone of the baseline (without --run).
+    #[arg(long, value_enum, default_value = "efficientnet-lite0")]
+    pub backbone: BackboneKind,
+    /// Unseen species of the baseline's split (without --run: a run uses its own).
+    #[arg(long, default_value_t = 15)]
+    pub unseen: usize,
+    /// k of the k-NN accuracy (the study used 5).
+    #[arg(long, default_value_t = 5)]
+    pub knn: usize,
+    /// Support photos per unseen species for k-shot accuracy.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    pub shots: Vec<usize>,
+    /// Random draws of the support photos per k.
+    #[arg(long, default_value_t = 20)]
+    pub draws: usize,
+    /// Known-species photos the open-set threshold must accept.
+    #[arg(long, default_value_t = 0.95)]
+    pub keep: f64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MeanSpread {
+    pub mean: f64,
+    pub std: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KShot {
+    pub shots: usize,
+    /// The study's rule: the species is among the 3 nearest gallery photos.
+    pub study_top3_photos: MeanSpread,
+    /// Nearest-prototype (the device's way), among all seen + unseen prototypes.
+    pub prototype_top1: MeanSpread,
+    pub prototype_top3: MeanSpread,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenSet {
+    /// Euclidean distance to the nearest prototype beyond which the answer is "unknown".
+    pub threshold: f32,
+    /// Validation photos of known species wrongly answered "unknown".
+    pub known_rejected: f64,
+    /// Unseen-species photos (not enrolled) answered "unknown".
+    pub unseen_rejected: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantReport {
+    pub variant: String,
+    pub triplet_accuracy: f64,
+    pub centroid_accuracy: f64,
+    pub knn_accuracy: f64,
+    pub prototype_top1: f64,
+    pub prototype_top3: f64,
+    pub unseen_retrieval: Retrieval,
+    pub unseen_nmi: f64,
+    pub kshot: Vec<KShot>,
+    pub open_set: OpenSet,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub embedding_dim: usize,
+    pub seen_species: usize,
+    pub unseen_species: usize,
+    pub train_photos: usize,
+    pub validation_photos: usize,
+    pub unseen_photos: usize,
+    pub knn: usize,
+    pub variants: Vec<VariantReport>,
+}
+
+/// Raw (pre-normalisation) vectors of a cache's photos: straight and mirrored.
+struct Raw {
+    straight: Vec<Vec<f32>>,
+    mirrored: Vec<Vec<f32>>,
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    Vec::<Vec<f32>>::try_from(t).expect("a float matrix")
+}
+
+fn embed(network: &Network, cache: &PhotoCache, features: bool) -> Raw {
+    let run = |batch: Tensor| {
+        let batch = batch.to_device(network.vs.device());
+        tch::no_grad(|| {
+            if features { network.net.features_t(&batch, false) } else { network.net.forward_t(&batch, false) }
+        })
+        .to_device(Device::Cpu)
+    };
+    let all: Vec<usize> = (0..cache.len()).collect();
+    let (mut straight, mut mirrored) = (vec![], vec![]);
+    for chunk in all.chunks(32) {
+        straight.extend(rows(&run(cache.batch(chunk, None))));
+        mirrored.extend(rows(&run(cache.mirrored_batch(chunk))));
+    }
+    Raw { straight, mirrored }
+}
+
+/// The raw rows, averaged with their mirror images' when `flip`.
+fn combined(raw: &Raw, flip: bool) -> Vec<Vec<f32>> {
+    if !flip {
+        return raw.straight.clone();
+    }
+    raw.straight.iter().zip(&raw.mirrored).map(|(s, m)| s.iter().zip(m).map(|(a, b)| (a + b) / 2.0).collect()).collect()
+}
+
+/// The variant's unit embeddings of `raw`, centred on `centre` when given.
+fn variant(raw: &Raw, flip: bool, centre: Option<&[f32]>) -> Vec<Vec<f32>> {
+    let mut rows = combined(raw, flip);
+    for v in &mut rows {
+        if let Some(centre) = centre {
+            v.iter_mut().zip(centre).for_each(|(x, c)| *x -= c);
+        }
+        vector::l2_normalize(v);
+    }
+    rows
+}
+
+pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalReport> {
+    let device = Device::cuda_if_available();
+    let (config, network, model) = match &args.run {
+        Some(run) => {
+            let (config, network) = train::load_run(run, train::BEST, device)?;
+            (config, network, format!("{}{}", run.display(), if args.features { " (backbone features)" } else { "" }))
+        }
+        None => {
+            let config = TrainConfig {
+                data: args.data.clone(),
+                out: PathBuf::new(),
+                backbone: args.backbone,
+                weights: None,
+                embedding_dim: 1,
+                mining: crate::mining::Mining::Random,
+                epochs: 0,
+                unseen: args.unseen,
+                seed: 0,
+                margin: 0.5,
+                lr: 0.0,
+                batch_size: 1,
+                species_per_batch: 1,
+                photos_per_species: 1,
+                patience: 0,
+                freeze_backbone: true,
+                no_augment: true,
+            };
+            let network = Network::new(&config, device);
+            let weights =
+                train::default_weights(args.backbone).context("this backbone has no default pretrained weights")?;
+            train::load_backbone_weights(&network.vs, &weights)?;
+            (config, network, format!("pretrained {:?} features (untrained baseline)", args.backbone))
+        }
+    };
+    let features = args.features || args.run.is_none();
+    let collection = Collection::scan(&args.data)?;
+    let split = collection.split(config.unseen, config.seed)?;
+    let spec = config.backbone.preprocess();
+    let train_cache = PhotoCache::load(&split.train, spec, "train photos");
+    let validation_cache = PhotoCache::load(&split.validation, spec, "validation");
+    let unseen_cache = PhotoCache::load(&split.unseen, spec, "unseen");
+    let (train_raw, validation_raw, unseen_raw) = (
+        embed(&network, &train_cache, features),
+        embed(&network, &validation_cache, features),
+        embed(&network, &unseen_cache, features),
+    );
+    let (train_labels, validation_labels, unseen_labels) =
+        (train_cache.labels(), validation_cache.labels(), unseen_cache.labels());
+    let triplets = train::validation_triplets(&train_cache, &validation_cache, config.seed);
+
+    let mut variants = vec![];
+    for (name, flip, centred) in
+        [("plain", false, false), ("centred", false, true), ("flip", true, false), ("centred+flip", true, true)]
+    {
+        // The centre is the training-set mean of the (flip-averaged) raw vectors.
+        let centre = centred.then(|| vector::mean(&combined(&train_raw, flip)).expect("training photos"));
+        let train_e = variant(&train_raw, flip, centre.as_deref());
+        let validation_e = variant(&validation_raw, flip, centre.as_deref());
+        let unseen_e = variant(&unseen_raw, flip, centre.as_deref());
+        variants.push(measure(
+            name,
+            args,
+            (&train_e, &train_labels),
+            (&validation_e, &validation_labels),
+            (&unseen_e, &unseen_labels),
+            &triplets,
+            config.seed,
+        ));
+    }
+    Ok(EvalReport {
+        model,
+        embedding_dim: train_raw.straight.first().map_or(0, Vec::len),
+        seen_species: split.seen_species,
+        unseen_species: collection.species.len() - split.seen_species,
+        train_photos: train_cache.len(),
+        validation_photos: validation_cache.len(),
+        unseen_photos: unseen_cache.len(),
+        knn: args.knn,
+        variants,
+    })
+}
+
+type Labelled<'a> = (&'a [Vec<f32>], &'a [usize]);
+
+fn measure(
+    name: &str,
+    args: &EvalArgs,
+    (train, train_labels): Labelled,
+    (validation, validation_labels): Labelled,
+    (unseen, unseen_labels): Labelled,
+    triplets: &[crate::mining::Triplet],
+    seed: u64,
+) -> VariantReport {
+    let triplet_accuracy = triplets
+        .iter()
+        .filter(|t| {
+            vector::euclidean(&validation[t.anchor], &train[t.positive])
+                < vector::euclidean(&validation[t.anchor], &validation[t.negative])
+        })
+        .count() as f64
+        / triplets.len().max(1) as f64;
+    let seen: Vec<Vec<f32>> = train.iter().chain(validation).cloned().collect();
+    let seen_labels: Vec<usize> = train_labels.iter().chain(validation_labels).copied().collect();
+    let prototypes = metrics::prototypes(train, train_labels);
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b5_7b07);
+    let clusters = metrics::kmeans(unseen, metrics::by_label(unseen_labels).len(), 100, &mut rng);
+    let kshot = args
+        .shots
+        .iter()
+        .map(|&k| kshot(k, args.draws, (train, train_labels), &prototypes, (unseen, unseen_labels), &mut rng))
+        .collect();
+
+    let nearest_prototype =
+        |e: &Vec<f32>| prototypes.values().map(|p| vector::euclidean(e, p)).fold(f32::INFINITY, f32::min);
+    let known: Vec<f32> = validation.iter().map(nearest_prototype).collect();
+    let threshold = metrics::quantile(&known, args.keep);
+    let share_beyond = |d: &[f32]| d.iter().filter(|&&x| x > threshold).count() as f64 / d.len().max(1) as f64;
+    let unseen_distances: Vec<f32> = unseen.iter().map(nearest_prototype).collect();
+
+    VariantReport {
+        variant: name.to_string(),
+        triplet_accuracy,
+        centroid_accuracy: metrics::centroid_accuracy(&seen, &seen_labels, None),
+        knn_accuracy: metrics::knn_accuracy(validation, validation_labels, train, train_labels, args.knn),
+        prototype_top1: metrics::prototype_accuracy(validation, validation_labels, &prototypes, 1),
+        prototype_top3: metrics::prototype_accuracy(validation, validation_labels, &prototypes, 3),
+        unseen_retrieval: metrics::retrieval(unseen, unseen_labels),
+        unseen_nmi: metrics::nmi(&clusters, unseen_labels),
+        kshot,
+        open_set: OpenSet {
+            threshold,
+            known_rejected: share_beyond(&known),
+            unseen_rejected: share_beyond(&unseen_distances),
+        },
+    }
+}
+
+fn kshot(
+    k: usize,
+    draws: usize,
+    (train, train_labels): Labelled,
+    seen_prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
+    (unseen, unseen_labels): Labelled,
+    rng: &mut ChaCha8Rng,
+) -> KShot {
+    let groups = metrics::by_label(unseen_labels);
+    let (mut study, mut top1, mut top3) = (vec![], vec![], vec![]);
+    for _ in 0..draws.max(1) {
+        let (mut support, mut queries) = (vec![], vec![]);
+        for rows in groups.values() {
+            let mut rows = rows.clone();
+            rows.shuffle(rng);
+            if rows.len() <= k {
+                continue; // nothing left to query
+            }
+            support.extend_from_slice(&rows[..k]);
+            queries.extend_from_slice(&rows[k..]);
+        }
+        let query_rows: Vec<Vec<f32>> = queries.iter().map(|&i| unseen[i].clone()).collect();
+        let query_labels: Vec<usize> = queries.iter().map(|&i| unseen_labels[i]).collect();
+        let gallery: Vec<Vec<f32>> = train.iter().cloned().chain(support.iter().map(|&i| unseen[i].clone())).collect();
+        let gallery_labels: Vec<usize> =
+            train_labels.iter().copied().chain(support.iter().map(|&i| unseen_labels[i])).collect();
+        study.push(metrics::knn_accuracy(&query_rows, &query_labels, &gallery, &gallery_labels, 3));
+
+        let support_rows: Vec<Vec<f32>> = support.iter().map(|&i| unseen[i].clone()).collect();
+        let support_labels: Vec<usize> = support.iter().map(|&i| unseen_labels[i]).collect();
+        let mut prototypes = seen_prototypes.clone();
+        prototypes.extend(metrics::prototypes(&support_rows, &support_labels));
+        top1.push(metrics::prototype_accuracy(&query_rows, &query_labels, &prototypes, 1));
+        top3.push(metrics::prototype_accuracy(&query_rows, &query_labels, &prototypes, 3));
+    }
+    let summary = |v: &[f64]| {
+        let (mean, std) = metrics::mean_and_spread(v);
+        MeanSpread { mean, std }
+    };
+    KShot {
+        shots: k,
+        study_top3_photos: summary(&study),
+        prototype_top1: summary(&top1),
+        prototype_top3: summary(&top3),
+    }
+}
+
+/// The report as a table, metrics down, variants across.
+pub fn table(report: &EvalReport) -> String {
+    let mut out = format!(
+        "{}\n{} seen species ({} training / {} validation photos), {} unseen species ({} photos), {}-d\n\n",
+        report.model,
+        report.seen_species,
+        report.train_photos,
+        report.validation_photos,
+        report.unseen_species,
+        report.unseen_photos,
+        report.embedding_dim
+    );
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    let spread = |m: &MeanSpread| format!("{:.1}±{:.1}%", 100.0 * m.mean, 100.0 * m.std);
+    let mut lines: Vec<(String, Vec<String>)> = vec![
+        ("metric".into(), report.variants.iter().map(|v| v.variant.clone()).collect()),
+        ("triplet accuracy (validation)".into(), report.variants.iter().map(|v| pct(v.triplet_accuracy)).collect()),
+        ("centroid accuracy (seen)".into(), report.variants.iter().map(|v| pct(v.centroid_accuracy)).collect()),
+        (
+            format!("{}-NN accuracy (validation)", report.knn),
+            report.variants.iter().map(|v| pct(v.knn_accuracy)).collect(),
+        ),
+        ("prototype top-1 (validation)".into(), report.variants.iter().map(|v| pct(v.prototype_top1)).collect()),
+        ("prototype top-3 (validation)".into(), report.variants.iter().map(|v| pct(v.prototype_top3)).collect()),
+        (
+            "Precision@1 (unseen)".into(),
+            report.variants.iter().map(|v| pct(v.unseen_retrieval.precision_at_1)).collect(),
+        ),
+        ("R-Precision (unseen)".into(), report.variants.iter().map(|v| pct(v.unseen_retrieval.r_precision)).collect()),
+        ("MAP@R (unseen)".into(), report.variants.iter().map(|v| pct(v.unseen_retrieval.map_at_r)).collect()),
+        ("NMI k-means (unseen)".into(), report.variants.iter().map(|v| format!("{:.3}", v.unseen_nmi)).collect()),
+    ];
+    for (i, k) in report.variants.first().map(|v| v.kshot.clone()).unwrap_or_default().iter().enumerate() {
+        let row = |f: &dyn Fn(&KShot) -> String| report.variants.iter().map(|v| f(&v.kshot[i])).collect();
+        lines.push((format!("{}-shot, study (top-3 photos)", k.shots), row(&|k| spread(&k.study_top3_photos))));
+        lines.push((format!("{}-shot, prototype top-1", k.shots), row(&|k| spread(&k.prototype_top1))));
+        lines.push((format!("{}-shot, prototype top-3", k.shots), row(&|k| spread(&k.prototype_top3))));
+    }
+    lines.push((
+        "open-set threshold".into(),
+        report.variants.iter().map(|v| format!("{:.3}", v.open_set.threshold)).collect(),
+    ));
+    lines.push((
+        "known rejected (validation)".into(),
+        report.variants.iter().map(|v| pct(v.open_set.known_rejected)).collect(),
+    ));
+    lines.push((
+        "unseen rejected as unknown".into(),
+        report.variants.iter().map(|v| pct(v.open_set.unseen_rejected)).collect(),
+    ));
+    let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    for (label, cells) in lines {
+        out.push_str(&format!("{label:<width$}"));
+        for cell in cells {
+            out.push_str(&format!(" {cell:>14}"));
+        }
+        out.push('\n');
+    }
+    out
+}
