@@ -1,6 +1,7 @@
 //! The `sporeprint` command line.
 
 use crate::eval::{self, EvalArgs};
+use crate::report::{self, ReportArgs};
 use crate::train::{self, TrainConfig};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub enum Command {
     },
     /// Measure a trained run (or the pretrained backbone) with the study's and the field's metrics.
     Eval(EvalArgs),
+    /// Charts (PNG) and one self-contained HTML page from one or more evaluated runs.
+    Report(ReportArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -54,16 +57,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(args) => {
-            let report = eval::evaluate(&args)?;
+            let (report, embeddings) = eval::evaluate(&args)?;
             if let Some(run) = &args.run {
-                let path = run.join(if args.features { "eval-features.json" } else { "eval.json" });
-                sporeprint_shared::store::write_atomically(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+                eval::save(run, &report, &embeddings, args.features)?;
             }
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", eval::table(&report));
             }
+            Ok(())
+        }
+        Command::Report(args) => {
+            let index = report::report(&args)?;
+            println!("{}", index.display());
             Ok(())
         }
     }

@@ -67,13 +67,13 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize)]
 pub struct MeanSpread {
     pub mean: f64,
     pub std: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct KShot {
     pub shots: usize,
     /// The study's rule: the species is among the 3 nearest gallery photos.
@@ -83,7 +83,7 @@ pub struct KShot {
     pub prototype_top3: MeanSpread,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct OpenSet {
     /// Euclidean distance to the nearest prototype beyond which the answer is "unknown".
     pub threshold: f32,
@@ -93,7 +93,7 @@ pub struct OpenSet {
     pub unseen_rejected: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct VariantReport {
     pub variant: String,
     pub triplet_accuracy: f64,
@@ -107,7 +107,23 @@ pub struct VariantReport {
     pub open_set: OpenSet,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// The plain embeddings an evaluation measured, for plots (`RUN/embeddings.json`).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct EmbeddingDump {
+    pub species: Vec<String>,
+    pub rows: Vec<EmbeddedPhoto>,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct EmbeddedPhoto {
+    pub path: PathBuf,
+    pub label: usize,
+    /// `train`, `validation` or `unseen`.
+    pub set: String,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EvalReport {
     pub model: String,
     pub embedding_dim: usize,
@@ -167,7 +183,7 @@ fn variant(raw: &Raw, flip: bool, centre: Option<&[f32]>) -> Vec<Vec<f32>> {
     rows
 }
 
-pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalReport> {
+pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> {
     let device = Device::cuda_if_available();
     let (config, network, model) = match &args.run {
         Some(run) => {
@@ -236,7 +252,22 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalReport> {
             config.seed,
         ));
     }
-    Ok(EvalReport {
+    let mut dump = EmbeddingDump { species: collection.species.iter().map(|s| s.name.clone()).collect(), rows: vec![] };
+    for (set, cache, raw) in [
+        ("train", &train_cache, &train_raw),
+        ("validation", &validation_cache, &validation_raw),
+        ("unseen", &unseen_cache, &unseen_raw),
+    ] {
+        for (sample, embedding) in cache.samples.iter().zip(variant(raw, false, None)) {
+            dump.rows.push(EmbeddedPhoto {
+                path: sample.path.clone(),
+                label: sample.label,
+                set: set.into(),
+                embedding,
+            });
+        }
+    }
+    let report = EvalReport {
         model,
         embedding_dim: train_raw.straight.first().map_or(0, Vec::len),
         seen_species: split.seen_species,
@@ -246,7 +277,8 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<EvalReport> {
         unseen_photos: unseen_cache.len(),
         knn: args.knn,
         variants,
-    })
+    };
+    Ok((report, dump))
 }
 
 type Labelled<'a> = (&'a [Vec<f32>], &'a [usize]);
@@ -350,6 +382,24 @@ fn kshot(
         prototype_top1: summary(&top1),
         prototype_top3: summary(&top3),
     }
+}
+
+/// Writes `eval.json` and `embeddings.json` (`eval-features.json`, ... for backbone features)
+/// into the run directory, atomically.
+pub fn save(
+    run: &std::path::Path,
+    report: &EvalReport,
+    embeddings: &EmbeddingDump,
+    features: bool,
+) -> anyhow::Result<()> {
+    let suffix = if features { "-features" } else { "" };
+    let write = |name: String, text: String| {
+        let path = run.join(name);
+        sporeprint_shared::store::write_atomically(&path, text.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))
+    };
+    write(format!("eval{suffix}.json"), serde_json::to_string_pretty(report)?)?;
+    write(format!("embeddings{suffix}.json"), serde_json::to_string(embeddings)?)
 }
 
 /// The report as a table, metrics down, variants across.

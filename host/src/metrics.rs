@@ -93,7 +93,7 @@ pub fn prototype_accuracy(
 }
 
 /// Precision@1, R-Precision and MAP@R of a set against itself (each row queries all others).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Retrieval {
     pub precision_at_1: f64,
     pub r_precision: f64,

@@ -5,6 +5,7 @@ use sporeprint_host::data::Collection;
 use sporeprint_host::eval::{self, EvalArgs};
 use sporeprint_host::mining::Mining;
 use sporeprint_host::model::BackboneKind;
+use sporeprint_host::report::ReportArgs;
 use sporeprint_host::train::{self, EpochMetrics, TrainConfig};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -61,7 +62,12 @@ fn metrics(run: &Path) -> Vec<EpochMetrics> {
         .collect()
 }
 
+/// libtorch's random generator is global to the process: trainings running at the same time
+/// in this test binary would draw from it in turns and stop being reproducible. One at a time.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(config: TrainConfig, resume: bool) -> train::TrainSummary {
+    let _one_at_a_time = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     train::train(config, resume, Arc::new(AtomicBool::new(false))).unwrap()
 }
 
@@ -187,7 +193,9 @@ fn eval_measures_a_trained_run_on_every_variant() {
         keep: 0.95,
         json: true,
     };
-    let report = eval::evaluate(&args).unwrap();
+    let (report, embeddings) = eval::evaluate(&args).unwrap();
+    assert_eq!(embeddings.rows.len(), 40);
+    assert!(embeddings.rows.iter().all(|r| (sporeprint_shared::vector::norm(&r.embedding) - 1.0).abs() < 1e-4));
     assert_eq!((report.seen_species, report.unseen_species, report.embedding_dim), (6, 2, 16));
     assert_eq!((report.train_photos, report.validation_photos, report.unseen_photos), (24, 6, 10));
     let names: Vec<&str> = report.variants.iter().map(|v| v.variant.as_str()).collect();
@@ -213,4 +221,42 @@ fn eval_measures_a_trained_run_on_every_variant() {
         assert!(json.get(key).is_some(), "{key}");
     }
     assert!(json["variants"][0]["open_set"]["threshold"].is_number());
+
+    // The report of the evaluated run: charts with content, and a page embedding them.
+    eval::save(out.path(), &report, &embeddings, false).unwrap();
+    let charts = tempfile::tempdir().unwrap();
+    let args = ReportArgs { runs: vec![out.path().into()], out: charts.path().into() };
+    let index = sporeprint_host::report::report(&args).unwrap();
+    let name = out.path().file_name().unwrap().to_string_lossy().into_owned();
+    let curves = image::open(charts.path().join(format!("{name}-curves.png"))).unwrap().to_rgb8();
+    assert_eq!(curves.dimensions(), (1100, 440));
+    let blue = curves.pixels().filter(|p| p.0 == [0, 0, 255]).count();
+    let red = curves.pixels().filter(|p| p.0 == [255, 0, 0]).count();
+    assert!(blue > 200 && red > 200, "training (blue) and validation (red) curves drawn: {blue} / {red} pixels");
+    let pca = image::open(charts.path().join(format!("{name}-pca.png"))).unwrap().to_rgb8();
+    assert!(pca.pixels().filter(|p| p.0 != [255, 255, 255]).count() > 5000);
+    let html = std::fs::read_to_string(index).unwrap();
+    assert_eq!(html.matches("data:image/png;base64").count(), 2);
+    assert!(html.matches("data:image/jpeg;base64").count() >= 6, "query and neighbour thumbnails");
+    assert!(html.contains("<td>study (2019)</td>") && html.contains(&format!("<td>{name}</td><td>plain</td>")));
+}
+
+/// The real collection splits as the study did. Needs SPOREPRINT_DATA (skipped when unset).
+#[test]
+fn the_real_collection_splits_as_the_study_did() {
+    let Some(root) = std::env::var_os("SPOREPRINT_DATA") else {
+        eprintln!("SPOREPRINT_DATA not set: skipping");
+        return;
+    };
+    let collection = Collection::scan(Path::new(&root)).unwrap();
+    assert_eq!(collection.species.len(), 200);
+    assert_eq!(collection.photo_count(), 800);
+    assert_eq!(collection.species[0].name, "almond_mushroom");
+    let dangerous = collection.species.iter().filter(|s| s.edibility.is_dangerous()).count();
+    assert_eq!(dangerous, 26, "species.csv lists 26 poisonous species");
+    let split = collection.split(15, 0).unwrap();
+    assert_eq!((split.train.len(), split.validation.len(), split.unseen.len()), (555, 185, 60));
+    let unseen: HashSet<&str> = split.unseen.iter().map(|s| collection.species[s.label].name.as_str()).collect();
+    let last: HashSet<&str> = collection.species[185..].iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(unseen, last);
 }
