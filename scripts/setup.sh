@@ -35,7 +35,12 @@ TORCH_VERSION=2.13.0
 VENV=.venv
 if ! "$VENV/bin/python" -c "import torch, safetensors, numpy; assert torch.__version__.split('+')[0] == '$TORCH_VERSION'" 2>/dev/null; then
   step "venv: installing torch==$TORCH_VERSION into $VENV (about a minute, 4.7 GB)"
-  python3 -m venv "$VENV"
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    # Debian's own python3 needs python3-venv for `-m venv`.
+    SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+    python3 -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" safetensors numpy
 fi
 torch_dir=$("$VENV/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))" 2>/dev/null)
