@@ -260,3 +260,24 @@ fn the_real_collection_splits_as_the_study_did() {
     let last: HashSet<&str> = collection.species[185..].iter().map(|s| s.name.as_str()).collect();
     assert_eq!(unseen, last);
 }
+
+#[test]
+fn an_interrupted_run_saves_a_checkpoint_and_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 6, 5);
+    let out = tempfile::tempdir().unwrap();
+    let summary = {
+        let _one_at_a_time = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // As if Ctrl-C came during the first step.
+        train::train(config(data.path(), out.path(), Mining::BatchHard, 2), false, Arc::new(AtomicBool::new(true)))
+            .unwrap()
+    };
+    assert!(summary.interrupted);
+    assert_eq!(summary.epochs_done, 0);
+    assert!(out.path().join(train::CHECKPOINT).exists());
+    assert!(!out.path().join(train::METRICS).exists(), "no epoch was completed");
+    let resumed = run(config(data.path(), out.path(), Mining::BatchHard, 2), true);
+    assert!(!resumed.interrupted);
+    assert_eq!(resumed.epochs_done, 2);
+    assert_eq!(metrics(out.path()).len(), 2);
+}
