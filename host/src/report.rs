@@ -94,6 +94,11 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
             let path = args.out.join(format!("{}-curves.png", run.name));
             curves(&run.metrics, &path, &run.name)?;
             html.push_str(&img(&path)?);
+            html.push_str(
+                "<p>Training: the loss and accuracy of the run's own mining strategy (e.g. batch-all: active \
+                 triplets only). Validation: fixed triplets (a validation photo, a training photo of its species, a \
+                 validation photo of another species), the same every epoch.</p>",
+            );
         }
         if let Some(dump) = &run.embeddings {
             let path = args.out.join(format!("{}-pca.png", run.name));
@@ -188,21 +193,24 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
     let last = metrics.iter().map(|m| m.epoch).max().unwrap_or(1).max(2) as f64;
     let top_loss = metrics.iter().flat_map(|m| [m.train_loss, m.validation_loss]).fold(0.0, f64::max) * 1.15;
     type Series<'a> = (&'a str, RGBColor, fn(&EpochMetrics) -> f64);
-    let panels: [(&DrawingArea<_, _>, &str, f64, [Series; 2]); 2] = [
+    // Legends go where the curves are not: losses fall, accuracies rise.
+    let panels: [(&DrawingArea<_, _>, &str, f64, SeriesLabelPosition, [Series; 2]); 2] = [
         (
             &left,
             "triplet loss",
             top_loss.max(1e-3),
+            SeriesLabelPosition::LowerLeft,
             [("train", BLUE, |m| m.train_loss), ("validation", RED, |m| m.validation_loss)],
         ),
         (
             &right,
             "triplet accuracy",
             1.0,
+            SeriesLabelPosition::LowerRight,
             [("train", BLUE, |m| m.train_triplet_accuracy), ("validation", RED, |m| m.validation_triplet_accuracy)],
         ),
     ];
-    for (area, caption, top, series) in panels {
+    for (area, caption, top, legend_at, series) in panels {
         let mut chart = drawn(
             ChartBuilder::on(area)
                 .caption(caption, ("sans-serif", 20))
@@ -231,6 +239,7 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
         drawn(
             chart
                 .configure_series_labels()
+                .position(legend_at)
                 .label_font(("sans-serif", 15))
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
