@@ -170,12 +170,27 @@ impl Network {
     }
 
     /// Unit embeddings of cached photos (centre crops, inference mode), `[N, D]` on the CPU.
-    pub fn embed(&self, cache: &PhotoCache, indices: &[usize]) -> Tensor {
+    /// With `features` (the backbone's, precomputed for every photo of the cache) only the head
+    /// runs.
+    pub fn embed(&self, cache: &PhotoCache, indices: &[usize], features: Option<&Tensor>) -> Tensor {
+        match features {
+            Some(features) => tch::no_grad(|| self.net.embed_features(&rows(features, indices))),
+            None => self.run_batches(cache, indices, |images| self.net.forward_t(images, false)),
+        }
+    }
+
+    /// Backbone features of cached photos (centre crops, inference mode), `[N, F]` on the CPU.
+    pub fn features(&self, cache: &PhotoCache) -> Tensor {
+        let all: Vec<usize> = (0..cache.len()).collect();
+        self.run_batches(cache, &all, |images| self.net.features_t(images, false))
+    }
+
+    fn run_batches(&self, cache: &PhotoCache, indices: &[usize], f: impl Fn(&Tensor) -> Tensor) -> Tensor {
         let chunks: Vec<Tensor> = indices
             .chunks(32)
             .map(|chunk| {
                 let images = cache.batch(chunk, None).to_device(self.vs.device());
-                tch::no_grad(|| self.net.forward_t(&images, false)).to_device(Device::Cpu)
+                tch::no_grad(|| f(&images)).to_device(Device::Cpu)
             })
             .collect();
         if chunks.is_empty() {
@@ -184,6 +199,19 @@ impl Network {
             Tensor::cat(&chunks, 0)
         }
     }
+}
+
+/// The given rows of a matrix.
+fn rows(matrix: &Tensor, indices: &[usize]) -> Tensor {
+    let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    matrix.index_select(0, &Tensor::from_slice(&indices).to_device(matrix.device()))
+}
+
+/// Backbone features of every training and validation photo, computed once: with a frozen
+/// backbone and no augmentation they never change, and only the head needs to run each step.
+struct FeatureCache {
+    train: Tensor,
+    validation: Tensor,
 }
 
 /// Writes a file's bytes via a temporary file and a rename, so a crash never leaves half a file.
@@ -239,25 +267,31 @@ pub fn validation_triplets(train: &PhotoCache, validation: &PhotoCache, seed: u6
 
 fn validate(
     network: &Network,
-    train: &PhotoCache,
-    validation: &PhotoCache,
+    (train, validation): (&PhotoCache, &PhotoCache),
+    features: Option<&FeatureCache>,
     triplets: &[Triplet],
     margin: f64,
 ) -> LossOutput {
-    let pick = |rows: &Tensor, index: Vec<i64>| rows.index_select(0, &Tensor::from_slice(&index));
-    let validation_embeddings = network.embed(validation, &(0..validation.len()).collect::<Vec<_>>());
+    let all: Vec<usize> = (0..validation.len()).collect();
+    let validation_embeddings = network.embed(validation, &all, features.map(|f| &f.validation));
     let positives: Vec<usize> = triplets.iter().map(|t| t.positive).collect();
-    let positive_embeddings = network.embed(train, &positives);
-    let anchors = pick(&validation_embeddings, triplets.iter().map(|t| t.anchor as i64).collect());
-    let negatives = pick(&validation_embeddings, triplets.iter().map(|t| t.negative as i64).collect());
+    let positive_embeddings = network.embed(train, &positives, features.map(|f| &f.train));
+    let anchors = rows(&validation_embeddings, &triplets.iter().map(|t| t.anchor).collect::<Vec<_>>());
+    let negatives = rows(&validation_embeddings, &triplets.iter().map(|t| t.negative).collect::<Vec<_>>());
     loss::triplet(&anchors, &positive_embeddings, &negatives, margin)
 }
 
 /// The epoch's steps for an offline strategy: mined triplets, shuffled, `batch_size` per step,
 /// laid out as [anchors..., positives..., negatives...].
-fn offline_steps(network: &Network, train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) -> Vec<BatchPlan> {
+fn offline_steps(
+    network: &Network,
+    train: &PhotoCache,
+    features: Option<&Tensor>,
+    config: &TrainConfig,
+    rng: &mut ChaCha8Rng,
+) -> Vec<BatchPlan> {
     let all: Vec<usize> = (0..train.len()).collect();
-    let embeddings = network.embed(train, &all);
+    let embeddings = network.embed(train, &all, features);
     let distances: Vec<f32> = Vec::try_from(loss::pairwise(&embeddings).flatten(0, -1)).expect("float distances");
     let labels = train.labels();
     let mut triplets = mining::mine(
@@ -308,20 +342,14 @@ fn online_steps(train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) 
         .collect()
 }
 
-fn step_loss(
-    network: &Network,
-    train: &PhotoCache,
-    step: &BatchPlan,
-    images: &Tensor,
-    config: &TrainConfig,
-) -> LossOutput {
-    let embeddings = network.net.forward_t(&images.to_device(network.vs.device()), true);
+/// The loss of one step's embeddings (rows in the order of `step.photos`).
+fn step_loss(train: &PhotoCache, step: &BatchPlan, embeddings: &Tensor, config: &TrainConfig) -> LossOutput {
     if config.mining.is_online() {
         let labels: Vec<i64> = step.photos.iter().map(|&i| train.samples[i].label as i64).collect();
-        let labels = Tensor::from_slice(&labels).to_device(network.vs.device());
+        let labels = Tensor::from_slice(&labels).to_device(embeddings.device());
         match config.mining {
-            Mining::BatchAll => loss::batch_all(&embeddings, &labels, config.margin),
-            _ => loss::batch_hard(&embeddings, &labels, config.margin),
+            Mining::BatchAll => loss::batch_all(embeddings, &labels, config.margin),
+            _ => loss::batch_hard(embeddings, &labels, config.margin),
         }
     } else {
         let parts = embeddings.chunk(3, 0);
@@ -406,6 +434,10 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
 
     let validation_set = validation_triplets(&train, &validation, config.seed);
     let augment = (!config.no_augment).then(Augment::default);
+    let features = (config.freeze_backbone && config.no_augment).then(|| {
+        eprintln!("frozen backbone, no augmentation: computing the backbone's features once");
+        FeatureCache { train: network.features(&train), validation: network.features(&validation) }
+    });
     let mut interrupted = false;
     let mut stopped_early = false;
     for epoch in state.epochs_done..config.epochs {
@@ -419,14 +451,14 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
         let steps = if config.mining.is_online() {
             online_steps(&train, &config, &mut rng)
         } else {
-            offline_steps(&network, &train, &config, &mut rng)
+            offline_steps(&network, &train, features.as_ref().map(|f| &f.train), &config, &mut rng)
         };
 
         let bar = pipeline::progress(steps.len() as u64, &format!("epoch {}/{}", epoch + 1, config.epochs));
         let (mut loss_sum, mut accuracy_sum, mut triplets) = (0.0, 0.0, 0);
-        pipeline::for_each_batch(&train, &steps, augment.as_ref(), |step, images| {
+        let mut train_on = |step: &BatchPlan, embeddings: Tensor| {
             adam.zero_grad();
-            let out = step_loss(&network, &train, step, &images, &config);
+            let out = step_loss(&train, step, &embeddings, &config);
             out.loss.backward();
             adam.step();
             loss_sum += out.loss.double_value(&[]) * out.triplets as f64;
@@ -437,7 +469,20 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             bar.set_message(format!("loss {:.4} acc {:.3}", loss_sum / seen, accuracy_sum / seen));
             interrupted = interrupt.load(Ordering::SeqCst);
             !interrupted
-        });
+        };
+        match &features {
+            Some(features) => {
+                for step in &steps {
+                    let embeddings = network.net.embed_features(&rows(&features.train, &step.photos));
+                    if !train_on(step, embeddings) {
+                        break;
+                    }
+                }
+            }
+            None => pipeline::for_each_batch(&train, &steps, augment.as_ref(), |step, images| {
+                train_on(step, network.net.forward_t(&images.to_device(network.vs.device()), true))
+            }),
+        }
         bar.finish_and_clear();
         if interrupted {
             // The epoch restarts from its beginning with these weights on --resume.
@@ -448,7 +493,8 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             break;
         }
 
-        let validation_out = validate(&network, &train, &validation, &validation_set, config.margin);
+        let validation_out =
+            validate(&network, (&train, &validation), features.as_ref(), &validation_set, config.margin);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / triplets.max(1) as f64,

@@ -281,3 +281,36 @@ fn an_interrupted_run_saves_a_checkpoint_and_resumes() {
     assert_eq!(resumed.epochs_done, 2);
     assert_eq!(metrics(out.path()).len(), 2);
 }
+
+#[test]
+fn a_frozen_backbone_is_left_untouched_while_the_head_learns() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 8, 6);
+    for no_augment in [true, false] {
+        let out = tempfile::tempdir().unwrap();
+        let mut frozen = config(data.path(), out.path(), Mining::BatchAll, 6);
+        frozen.freeze_backbone = true;
+        frozen.no_augment = no_augment;
+        run(frozen.clone(), false);
+        let m = metrics(out.path());
+        assert!(m[m.len() - 1].train_loss < m[0].train_loss, "no_augment {no_augment}: {m:?}");
+
+        // The same seed builds the same initial backbone: compare it with the trained one.
+        let initial = {
+            let _one_at_a_time = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            tch::manual_seed(frozen.seed as i64);
+            train::Network::new(&frozen, tch::Device::Cpu)
+        };
+        let trained: BTreeMap<String, Tensor> =
+            Tensor::read_safetensors(out.path().join(train::CHECKPOINT)).unwrap().into_iter().collect();
+        let mut compared = 0;
+        for (name, tensor) in initial.vs.variables() {
+            if name.starts_with("backbone.") {
+                assert!(tensor.equal(&trained[&name]), "{name} changed although the backbone is frozen");
+                compared += 1;
+            }
+        }
+        assert!(compared > 0);
+        assert!(!initial.vs.variables()["head.fc1.weight"].equal(&trained["head.fc1.weight"]), "the head trained");
+    }
+}
