@@ -102,9 +102,12 @@ impl Collection {
             }
             let mut samples: Vec<Sample> = samples.collect();
             samples.shuffle(&mut rng);
-            // At least one validation photo, and at least two left to train on (a positive pair).
-            let validation = ((samples.len() as f64 * VALIDATION_SHARE).round() as usize).clamp(1, samples.len() - 2);
-            let validation = if samples.len() > 2 { validation } else { 0 };
+            // At least one validation photo, and at least two left to train on (a positive pair):
+            // a species with only two photos trains on both.
+            let validation = match samples.len() {
+                0..=2 => 0,
+                n => ((n as f64 * VALIDATION_SHARE).round() as usize).clamp(1, n - 2),
+            };
             split.validation.extend(samples.drain(..validation));
             split.train.extend(samples);
         }

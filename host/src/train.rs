@@ -214,11 +214,17 @@ struct FeatureCache {
     validation: Tensor,
 }
 
-/// Writes a file's bytes via a temporary file and a rename, so a crash never leaves half a file.
+/// Writes tensors via a synced temporary file and a rename, so a crash never leaves half a
+/// checkpoint. (tch writes safetensors only to a path, so `store::write_atomically`, which takes
+/// bytes, cannot serve here.)
 fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
     let temp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(tensors, &temp).with_context(|| format!("{}: cannot write", temp.display()))?;
-    std::fs::rename(&temp, path).with_context(|| format!("{}: cannot write", path.display()))
+    let error = |p: &Path| format!("{}: cannot write", p.display());
+    Tensor::write_safetensors(tensors, &temp).with_context(|| error(&temp))?;
+    std::fs::File::open(&temp).and_then(|f| f.sync_all()).with_context(|| error(&temp))?;
+    std::fs::rename(&temp, path).with_context(|| error(path))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| error(dir))
 }
 
 fn save_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {

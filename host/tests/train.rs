@@ -96,6 +96,12 @@ fn the_split_is_deterministic_disjoint_and_holds_out_the_last_species() {
     assert_eq!(validation.len(), 4);
 
     assert!(collection.split(5, 9).is_err(), "at least 2 seen species must remain");
+
+    // A species with exactly two photos trains on both (a positive pair), none for validation.
+    let pair = tempfile::tempdir().unwrap();
+    make_photos(pair.path(), 3, 2);
+    let split = Collection::scan(pair.path()).unwrap().split(0, 1).unwrap();
+    assert_eq!((split.train.len(), split.validation.len()), (6, 0));
     assert!(Collection::scan(&data.path().join("missing")).unwrap_err().to_string().contains("no such data folder"));
     let empty = tempfile::tempdir().unwrap();
     assert!(Collection::scan(empty.path()).unwrap_err().to_string().contains("no species folder"));
