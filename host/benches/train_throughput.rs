@@ -10,12 +10,11 @@ use image::{Rgb, RgbImage};
 use sporeprint_host::adam::Adam;
 use sporeprint_host::data::Sample;
 use sporeprint_host::loss;
-use sporeprint_host::model::{BackboneKind, EmbeddingNet};
+use sporeprint_host::model::BackboneKind;
 use sporeprint_host::pipeline::{self, Augment, BatchPlan, PhotoCache};
-use sporeprint_host::train::{default_weights, load_backbone_weights};
+use sporeprint_host::train::Network;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -45,11 +44,7 @@ fn photos(count: usize, scratch: &Path) -> Vec<PathBuf> {
 fn main() {
     let batch = env_or("BATCH", 32);
     let steps = env_or("STEPS", 4);
-    let vs = VarStore::new(Device::Cpu);
-    let net = EmbeddingNet::new(&vs.root(), BackboneKind::EfficientNetLite0, 128);
-    if let Some(weights) = default_weights(BackboneKind::EfficientNetLite0).filter(|w| w.exists()) {
-        load_backbone_weights(&vs, &weights).unwrap();
-    }
+    let Network { vs, net } = Network::pretrained(BackboneKind::EfficientNetLite0, 128, Device::Cpu).unwrap();
     let params = vs.trainable_variables().into_iter().enumerate().map(|(i, t)| (i.to_string(), t)).collect();
     let mut adam = Adam::new(params, 1e-4);
     let labels = Tensor::arange(batch as i64, (Kind::Int64, Device::Cpu)) / 4;

@@ -23,7 +23,7 @@ use crate::data::Collection;
 use crate::metrics::{self, Retrieval};
 use crate::model::BackboneKind;
 use crate::pipeline::PhotoCache;
-use crate::train::{self, Network, TrainConfig};
+use crate::train::{self, Network};
 use anyhow::Context;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -147,20 +147,14 @@ fn rows(t: &Tensor) -> Vec<Vec<f32>> {
 }
 
 fn embed(network: &Network, cache: &PhotoCache, features: bool) -> Raw {
-    let run = |batch: Tensor| {
-        let batch = batch.to_device(network.vs.device());
-        tch::no_grad(|| {
-            if features { network.net.features_t(&batch, false) } else { network.net.forward_t(&batch, false) }
-        })
-        .to_device(Device::Cpu)
+    let run = |images: &Tensor| {
+        if features { network.net.features_t(images, false) } else { network.net.forward_t(images, false) }
     };
     let all: Vec<usize> = (0..cache.len()).collect();
-    let (mut straight, mut mirrored) = (vec![], vec![]);
-    for chunk in all.chunks(32) {
-        straight.extend(rows(&run(cache.batch(chunk, None))));
-        mirrored.extend(rows(&run(cache.mirrored_batch(chunk))));
+    Raw {
+        straight: rows(&network.run_batches(&all, |chunk| cache.batch(chunk, None), run)),
+        mirrored: rows(&network.run_batches(&all, |chunk| cache.mirrored_batch(chunk), run)),
     }
-    Raw { straight, mirrored }
 }
 
 /// The raw rows, averaged with their mirror images' when `flip`.
@@ -185,42 +179,24 @@ fn variant(raw: &Raw, flip: bool, centre: Option<&[f32]>) -> Vec<Vec<f32>> {
 
 pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> {
     let device = Device::cuda_if_available();
-    let (config, network, model) = match &args.run {
+    // What is measured, and the split it was trained on (the baseline: --unseen, seed 0).
+    let (network, backbone, unseen, seed, model) = match &args.run {
         Some(run) => {
             let (config, network) = train::load_run(run, train::BEST, device)?;
-            (config, network, format!("{}{}", run.display(), if args.features { " (backbone features)" } else { "" }))
+            let model = format!("{}{}", run.display(), if args.features { " (backbone features)" } else { "" });
+            (network, config.backbone, config.unseen, config.seed, model)
         }
         None => {
-            let config = TrainConfig {
-                data: args.data.clone(),
-                out: PathBuf::new(),
-                backbone: args.backbone,
-                weights: None,
-                embedding_dim: 1,
-                mining: crate::mining::Mining::Random,
-                epochs: 0,
-                unseen: args.unseen,
-                seed: 0,
-                margin: 0.5,
-                lr: 0.0,
-                batch_size: 1,
-                species_per_batch: 1,
-                photos_per_species: 1,
-                patience: 0,
-                freeze_backbone: true,
-                no_augment: true,
-            };
-            let network = Network::new(&config, device);
-            let weights =
-                train::default_weights(args.backbone).context("this backbone has no default pretrained weights")?;
-            train::load_backbone_weights(&network.vs, &weights)?;
-            (config, network, format!("pretrained {:?} features (untrained baseline)", args.backbone))
+            // The head is never used: the baseline measures the backbone's features.
+            let network = Network::pretrained(args.backbone, 1, device)?;
+            let model = format!("pretrained {:?} features (untrained baseline)", args.backbone);
+            (network, args.backbone, args.unseen, 0, model)
         }
     };
     let features = args.features || args.run.is_none();
     let collection = Collection::scan(&args.data)?;
-    let split = collection.split(config.unseen, config.seed)?;
-    let spec = config.backbone.preprocess();
+    let split = collection.split(unseen, seed)?;
+    let spec = backbone.preprocess();
     let train_cache = PhotoCache::load(&split.train, spec, "train photos");
     let validation_cache = PhotoCache::load(&split.validation, spec, "validation");
     let unseen_cache = PhotoCache::load(&split.unseen, spec, "unseen");
@@ -231,7 +207,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
     );
     let (train_labels, validation_labels, unseen_labels) =
         (train_cache.labels(), validation_cache.labels(), unseen_cache.labels());
-    let triplets = train::validation_triplets(&train_cache, &validation_cache, config.seed);
+    let triplets = train::validation_triplets(&train_cache, &validation_cache, seed);
 
     let mut variants = vec![];
     for (name, flip, centred) in
@@ -249,7 +225,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             (&validation_e, &validation_labels),
             (&unseen_e, &unseen_labels),
             &triplets,
-            config.seed,
+            seed,
         ));
     }
     let mut dump = EmbeddingDump { species: collection.species.iter().map(|s| s.name.clone()).collect(), rows: vec![] };

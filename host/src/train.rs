@@ -169,28 +169,48 @@ impl Network {
         Network { vs, net }
     }
 
+    /// A network whose backbone holds the default pretrained weights (see [`default_weights`])
+    /// and whose head is freshly initialised.
+    pub fn pretrained(backbone: BackboneKind, embedding_dim: i64, device: Device) -> anyhow::Result<Network> {
+        let vs = VarStore::new(device);
+        let net = EmbeddingNet::new(&vs.root(), backbone, embedding_dim);
+        let weights = default_weights(backbone).context("this backbone has no default pretrained weights")?;
+        ensure!(weights.exists(), "{}: pretrained weights missing (run scripts/setup.sh)", weights.display());
+        load_backbone_weights(&vs, &weights)?;
+        Ok(Network { vs, net })
+    }
+
     /// Unit embeddings of cached photos (centre crops, inference mode), `[N, D]` on the CPU.
     /// With `features` (the backbone's, precomputed for every photo of the cache) only the head
     /// runs.
     pub fn embed(&self, cache: &PhotoCache, indices: &[usize], features: Option<&Tensor>) -> Tensor {
         match features {
             Some(features) => tch::no_grad(|| self.net.embed_features(&rows(features, indices))),
-            None => self.run_batches(cache, indices, |images| self.net.forward_t(images, false)),
+            None => {
+                self.run_batches(indices, |chunk| cache.batch(chunk, None), |images| self.net.forward_t(images, false))
+            }
         }
     }
 
     /// Backbone features of cached photos (centre crops, inference mode), `[N, F]` on the CPU.
     pub fn features(&self, cache: &PhotoCache) -> Tensor {
         let all: Vec<usize> = (0..cache.len()).collect();
-        self.run_batches(cache, &all, |images| self.net.features_t(images, false))
+        self.run_batches(&all, |chunk| cache.batch(chunk, None), |images| self.net.features_t(images, false))
     }
 
-    fn run_batches(&self, cache: &PhotoCache, indices: &[usize], f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    /// `run` (inference, no gradients) over `indices` in chunks of 32, each chunk's input made by
+    /// `batch`; the outputs concatenated on the CPU.
+    pub fn run_batches(
+        &self,
+        indices: &[usize],
+        batch: impl Fn(&[usize]) -> Tensor,
+        run: impl Fn(&Tensor) -> Tensor,
+    ) -> Tensor {
         let chunks: Vec<Tensor> = indices
             .chunks(32)
             .map(|chunk| {
-                let images = cache.batch(chunk, None).to_device(self.vs.device());
-                tch::no_grad(|| f(&images)).to_device(Device::Cpu)
+                let images = batch(chunk).to_device(self.vs.device());
+                tch::no_grad(|| run(&images)).to_device(Device::Cpu)
             })
             .collect();
         if chunks.is_empty() {
