@@ -47,8 +47,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 println!(
-                    "{} epoch(s) done; best validation loss {} at epoch {}{}",
+                    "{} epoch(s) done; best validation prototype top-1 {} (loss {}) at epoch {}{}",
                     summary.epochs_done,
+                    summary.best_validation_accuracy.map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
                     summary.best_validation_loss.map_or("-".into(), |l| format!("{l:.4}")),
                     summary.best_epoch.map_or("-".into(), |e| e.to_string()),
                     if summary.stopped_early { " (stopped early)" } else { "" }
@@ -58,8 +59,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval(args) => {
             let (report, embeddings) = eval::evaluate(&args)?;
-            if let Some(run) = &args.run {
-                eval::save(run, &report, &embeddings, args.features)?;
+            if let Some(dir) = args.save.as_ref().or(args.run.as_ref()) {
+                eval::save(dir, &report, &embeddings, args.features && args.run.is_some())?;
             }
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);

@@ -63,6 +63,10 @@ pub struct EvalArgs {
     /// Known-species photos the open-set threshold must accept.
     #[arg(long, default_value_t = 0.95)]
     pub keep: f64,
+    /// Directory for eval.json and embeddings.json (default: the run directory; without --run
+    /// nothing is saved unless this is given).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -363,14 +367,15 @@ fn kshot(
 /// Writes `eval.json` and `embeddings.json` (`eval-features.json`, ... for backbone features)
 /// into the run directory, atomically.
 pub fn save(
-    run: &std::path::Path,
+    dir: &std::path::Path,
     report: &EvalReport,
     embeddings: &EmbeddingDump,
     features: bool,
 ) -> anyhow::Result<()> {
     let suffix = if features { "-features" } else { "" };
     let write = |name: String, text: String| {
-        let path = run.join(name);
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let path = dir.join(name);
         sporeprint_shared::store::write_atomically(&path, text.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))
     };

@@ -5,6 +5,9 @@
 //! - [`batch_hard`] (Hermans et al. 2017): per anchor of a P x K batch, its farthest positive
 //!   and closest negative.
 //! - [`batch_all`]: every valid triplet of the batch, averaged over those with a non-zero loss.
+//! - [`proxy_softmax`]: not a triplet loss: softmax cross-entropy over cosine similarities to one
+//!   learnt proxy per species (Zhai & Wu 2019, "Classification is a Strong Baseline for Deep
+//!   Metric Learning"). Its "accuracy" is the share of photos nearest to their own proxy.
 
 use tch::{Kind, Tensor};
 
@@ -72,9 +75,18 @@ pub fn batch_all(embeddings: &Tensor, labels: &Tensor, margin: f64) -> LossOutpu
     LossOutput { loss, accuracy: ordered / count.max(1) as f64, triplets: count }
 }
 
+/// `proxies` `[S, D]` (any length; normalised here), `labels` index them.
+pub fn proxy_softmax(embeddings: &Tensor, labels: &Tensor, proxies: &Tensor, temperature: f64) -> LossOutput {
+    let logits = embeddings.matmul(&crate::model::head::l2_normalize(proxies).tr()) / temperature;
+    let loss = logits.cross_entropy_for_logits(labels);
+    let accuracy = logits.argmax(1, false).eq_tensor(labels).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+    LossOutput { loss, accuracy, triplets: embeddings.size()[0] as usize }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::Neg;
 
     fn rows(values: &[[f32; 2]]) -> Tensor {
         Tensor::from_slice(&values.concat()).view([values.len() as i64, 2])
@@ -112,6 +124,19 @@ mod tests {
         assert_eq!(out.triplets, 8);
         assert!((out.loss.double_value(&[]) - 5.0).abs() < 1e-4, "{}", out.loss.double_value(&[]));
         assert_eq!(out.accuracy, 6.0 / 8.0);
+    }
+
+    #[test]
+    fn proxy_softmax_is_cross_entropy_of_scaled_cosines() {
+        let x = rows(&[[1.0, 0.0], [0.0, 1.0]]);
+        // Proxy lengths do not matter: they are normalised.
+        let proxies = rows(&[[2.0, 0.0], [0.0, 0.5]]);
+        let out = proxy_softmax(&x, &Tensor::from_slice(&[0i64, 0]), &proxies, 0.5);
+        // Row 0: logits (2, 0) -> -ln(e^2 / (e^2 + 1)); row 1: logits (0, 2) -> -ln(1 / (1 + e^2)).
+        let e2 = 2f64.exp();
+        let expected = ((e2 / (e2 + 1.0)).ln().neg() + (1.0 / (1.0 + e2)).ln().neg()) / 2.0;
+        assert!((out.loss.double_value(&[]) - expected).abs() < 1e-5, "{}", out.loss.double_value(&[]));
+        assert_eq!(out.accuracy, 0.5);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! | `mixed` | random | closest to the positive |
 //!
 //! `batch-hard` and `batch-all` mine online inside P-species x K-photo batches (see
-//! [`crate::loss`]); they have no offline triplets.
+//! [`crate::loss`]); they have no offline triplets. `proxy-softmax` mines nothing: it trains on
+//! the same P x K batches with a softmax over learnt species proxies.
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
@@ -26,12 +27,13 @@ pub enum Mining {
     Mixed,
     BatchHard,
     BatchAll,
+    ProxySoftmax,
 }
 
 impl Mining {
     /// Mined inside each batch rather than from whole-epoch embeddings.
     pub fn is_online(self) -> bool {
-        matches!(self, Mining::BatchHard | Mining::BatchAll)
+        matches!(self, Mining::BatchHard | Mining::BatchAll | Mining::ProxySoftmax)
     }
 }
 
@@ -90,7 +92,9 @@ pub fn mine(
                 (random_positive, *band.choose(rng).or_else(|| negatives.choose(rng)).unwrap())
             }
             Mining::Mixed => (random_positive, closest(random_positive)),
-            Mining::BatchHard | Mining::BatchAll => panic!("{strategy:?} mines online, inside batches"),
+            Mining::BatchHard | Mining::BatchAll | Mining::ProxySoftmax => {
+                panic!("{strategy:?} mines online, inside batches")
+            }
         };
         triplets.push(Triplet { anchor, positive, negative });
     }

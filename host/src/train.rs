@@ -18,7 +18,9 @@
 use crate::adam::Adam;
 use crate::data::{Collection, Split};
 use crate::loss::{self, LossOutput};
+use crate::metrics;
 use crate::mining::{self, Distances, Mining, Triplet};
+use crate::model::head::HeadKind;
 use crate::model::{BACKBONE_PREFIX, BackboneKind, EmbeddingNet};
 use crate::pipeline::{self, Augment, BatchPlan, PhotoCache};
 use anyhow::{Context, bail, ensure};
@@ -32,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::nn::VarStore;
+use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 
 /// Everything that defines a training run (saved as `config.json`).
@@ -50,6 +52,11 @@ pub struct TrainConfig {
     /// efficientnet-lite0: the ImageNet weights scripts/setup.sh installs.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Head: `residual` (centring + whitened PCA projection, the MLP learning corrections) or
+    /// the study's plain 3-layer MLP.
+    #[arg(long, value_enum, default_value = "residual")]
+    #[serde(default = "study_head")]
+    pub head: HeadKind,
     #[arg(long, default_value_t = 128)]
     pub embedding_dim: i64,
     #[arg(long, value_enum, default_value = "batch-hard")]
@@ -63,6 +70,10 @@ pub struct TrainConfig {
     pub seed: u64,
     #[arg(long, default_value_t = 0.5)]
     pub margin: f64,
+    /// Softmax temperature of proxy-softmax.
+    #[arg(long, default_value_t = 0.05)]
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
     /// Triplets per step (offline mining strategies).
@@ -74,7 +85,7 @@ pub struct TrainConfig {
     /// K: photos per species per batch (batch-hard, batch-all).
     #[arg(long, default_value_t = 4)]
     pub photos_per_species: usize,
-    /// Stop after this many epochs without a better validation loss.
+    /// Stop after this many epochs without a better validation score (see [`RunState`]).
     #[arg(long, default_value_t = 5)]
     pub patience: usize,
     /// Train only the head (the study's "frozen" variants).
@@ -85,11 +96,26 @@ pub struct TrainConfig {
     pub no_augment: bool,
 }
 
+/// Runs written before the head was configurable used the study's.
+fn study_head() -> HeadKind {
+    HeadKind::Study
+}
+
+fn default_temperature() -> f64 {
+    0.05
+}
+
 /// Where an interrupted or finished run stands (`state.json`).
+///
+/// The best epoch is the one whose validation photos are most often nearest to their own
+/// species' prototype (the device's rule), ties going to the lower validation triplet loss:
+/// the loss alone was a poor guide (it kept falling while retrieval got worse).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunState {
     /// Epochs completed.
     pub epochs_done: usize,
+    #[serde(default)]
+    pub best_validation_accuracy: Option<f64>,
     pub best_validation_loss: Option<f64>,
     pub best_epoch: Option<usize>,
     pub epochs_without_improvement: usize,
@@ -103,6 +129,9 @@ pub struct EpochMetrics {
     pub train_triplet_accuracy: f64,
     pub validation_loss: f64,
     pub validation_triplet_accuracy: f64,
+    /// Validation photos whose nearest training-set prototype is their species'.
+    #[serde(default)]
+    pub validation_prototype_accuracy: f64,
     pub triplets: usize,
     pub seconds: f64,
 }
@@ -164,7 +193,7 @@ pub struct Network {
 impl Network {
     pub fn new(config: &TrainConfig, device: Device) -> Network {
         let vs = VarStore::new(device);
-        let mut net = EmbeddingNet::new(&vs.root(), config.backbone, config.embedding_dim);
+        let mut net = EmbeddingNet::new(&vs.root(), config.backbone, config.head, config.embedding_dim);
         net.frozen_backbone = config.freeze_backbone;
         Network { vs, net }
     }
@@ -173,7 +202,7 @@ impl Network {
     /// and whose head is freshly initialised.
     pub fn pretrained(backbone: BackboneKind, embedding_dim: i64, device: Device) -> anyhow::Result<Network> {
         let vs = VarStore::new(device);
-        let net = EmbeddingNet::new(&vs.root(), backbone, embedding_dim);
+        let net = EmbeddingNet::new(&vs.root(), backbone, HeadKind::Study, embedding_dim);
         let weights = default_weights(backbone).context("this backbone has no default pretrained weights")?;
         ensure!(weights.exists(), "{}: pretrained weights missing (run scripts/setup.sh)", weights.display());
         load_backbone_weights(&vs, &weights)?;
@@ -218,6 +247,29 @@ impl Network {
         } else {
             Tensor::cat(&chunks, 0)
         }
+    }
+}
+
+/// Starts the residual head from the training photos' features (centre and whitened PCA), and
+/// each species' proxy at the mean of its photos' starting embeddings.
+fn initialise(network: &mut Network, train: &PhotoCache, proxies: Option<&Tensor>) {
+    if network.net.head_kind() == HeadKind::Study && proxies.is_none() {
+        return;
+    }
+    eprintln!("initialising the head from the backbone's features of the training photos");
+    let features = network.features(train).to_device(network.vs.device());
+    network.net.initialise_head(&features);
+    if let Some(proxies) = proxies {
+        let embeddings = tch::no_grad(|| network.net.embed_features(&features));
+        let labels = train.labels();
+        tch::no_grad(|| {
+            for (label, members) in metrics::by_label(&labels) {
+                let members: Vec<i64> = members.iter().map(|&i| i as i64).collect();
+                let index = Tensor::from_slice(&members).to_device(embeddings.device());
+                let mean = embeddings.index_select(0, &index).mean_dim([0i64].as_slice(), false, Kind::Float);
+                proxies.get(label as i64).copy_(&mean);
+            }
+        });
     }
 }
 
@@ -291,20 +343,34 @@ pub fn validation_triplets(train: &PhotoCache, validation: &PhotoCache, seed: u6
         .collect()
 }
 
+/// How the model does on the validation photos: the triplet loss of the fixed validation
+/// triplets, and the share of photos whose nearest training-set prototype is their species'.
 fn validate(
     network: &Network,
     (train, validation): (&PhotoCache, &PhotoCache),
     features: Option<&FeatureCache>,
     triplets: &[Triplet],
     margin: f64,
-) -> LossOutput {
-    let all: Vec<usize> = (0..validation.len()).collect();
-    let validation_embeddings = network.embed(validation, &all, features.map(|f| &f.validation));
-    let positives: Vec<usize> = triplets.iter().map(|t| t.positive).collect();
-    let positive_embeddings = network.embed(train, &positives, features.map(|f| &f.train));
-    let anchors = rows(&validation_embeddings, &triplets.iter().map(|t| t.anchor).collect::<Vec<_>>());
-    let negatives = rows(&validation_embeddings, &triplets.iter().map(|t| t.negative).collect::<Vec<_>>());
-    loss::triplet(&anchors, &positive_embeddings, &negatives, margin)
+) -> (LossOutput, f64) {
+    let train_all: Vec<usize> = (0..train.len()).collect();
+    let validation_all: Vec<usize> = (0..validation.len()).collect();
+    let train_embeddings = network.embed(train, &train_all, features.map(|f| &f.train));
+    let validation_embeddings = network.embed(validation, &validation_all, features.map(|f| &f.validation));
+    let pick = |m: &Tensor, f: fn(&Triplet) -> usize| rows(m, &triplets.iter().map(f).collect::<Vec<_>>());
+    let out = loss::triplet(
+        &pick(&validation_embeddings, |t| t.anchor),
+        &pick(&train_embeddings, |t| t.positive),
+        &pick(&validation_embeddings, |t| t.negative),
+        margin,
+    );
+    let prototypes = metrics::prototypes(&matrix_rows(&train_embeddings), &train.labels());
+    let accuracy =
+        metrics::prototype_accuracy(&matrix_rows(&validation_embeddings), &validation.labels(), &prototypes, 1);
+    (out, accuracy)
+}
+
+fn matrix_rows(t: &Tensor) -> Vec<Vec<f32>> {
+    Vec::<Vec<f32>>::try_from(t).expect("a float matrix")
 }
 
 /// The epoch's steps for an offline strategy: mined triplets, shuffled, `batch_size` per step,
@@ -369,12 +435,21 @@ fn online_steps(train: &PhotoCache, config: &TrainConfig, rng: &mut ChaCha8Rng) 
 }
 
 /// The loss of one step's embeddings (rows in the order of `step.photos`).
-fn step_loss(train: &PhotoCache, step: &BatchPlan, embeddings: &Tensor, config: &TrainConfig) -> LossOutput {
+fn step_loss(
+    train: &PhotoCache,
+    step: &BatchPlan,
+    embeddings: &Tensor,
+    proxies: Option<&Tensor>,
+    config: &TrainConfig,
+) -> LossOutput {
     if config.mining.is_online() {
         let labels: Vec<i64> = step.photos.iter().map(|&i| train.samples[i].label as i64).collect();
         let labels = Tensor::from_slice(&labels).to_device(embeddings.device());
-        match config.mining {
-            Mining::BatchAll => loss::batch_all(embeddings, &labels, config.margin),
+        match (config.mining, proxies) {
+            (Mining::ProxySoftmax, Some(proxies)) => {
+                loss::proxy_softmax(embeddings, &labels, proxies, config.temperature)
+            }
+            (Mining::BatchAll, _) => loss::batch_all(embeddings, &labels, config.margin),
             _ => loss::batch_hard(embeddings, &labels, config.margin),
         }
     } else {
@@ -388,6 +463,7 @@ fn step_loss(train: &PhotoCache, step: &BatchPlan, embeddings: &Tensor, config: 
 pub struct TrainSummary {
     pub epochs_done: usize,
     pub best_epoch: Option<usize>,
+    pub best_validation_accuracy: Option<f64>,
     pub best_validation_loss: Option<f64>,
     pub stopped_early: bool,
     pub interrupted: bool,
@@ -434,6 +510,10 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
     // Initial weights are random too: seed before creating them.
     tch::manual_seed(config.seed as i64);
     let mut network = Network::new(&config, device);
+    // One proxy per species of the collection (indexed by label; unseen ones are never trained).
+    let proxies = (config.mining == Mining::ProxySoftmax).then(|| {
+        network.vs.root().var("proxies", &[collection.species.len() as i64, config.embedding_dim], nn::Init::Const(0.0))
+    });
     if state.epochs_done == 0 {
         let weights = config.weights.clone().or_else(|| default_weights(config.backbone));
         if let Some(weights) = weights {
@@ -445,6 +525,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             let loaded = load_backbone_weights(&network.vs, &weights)?;
             eprintln!("loaded {loaded} pretrained backbone tensors from {}", weights.display());
         }
+        initialise(&mut network, &train, proxies.as_ref());
     } else {
         let checkpoint = run.join(CHECKPOINT);
         network.vs.load(&checkpoint).with_context(|| format!("{}: cannot resume", checkpoint.display()))?;
@@ -484,7 +565,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
         let (mut loss_sum, mut accuracy_sum, mut triplets) = (0.0, 0.0, 0);
         let mut train_on = |step: &BatchPlan, embeddings: Tensor| {
             adam.zero_grad();
-            let out = step_loss(&train, step, &embeddings, &config);
+            let out = step_loss(&train, step, &embeddings, proxies.as_ref(), &config);
             out.loss.backward();
             adam.step();
             loss_sum += out.loss.double_value(&[]) * out.triplets as f64;
@@ -519,7 +600,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             break;
         }
 
-        let validation_out =
+        let (validation_out, validation_accuracy) =
             validate(&network, (&train, &validation), features.as_ref(), &validation_set, config.margin);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
@@ -527,16 +608,18 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             train_triplet_accuracy: accuracy_sum / triplets.max(1) as f64,
             validation_loss: validation_out.loss.double_value(&[]),
             validation_triplet_accuracy: validation_out.accuracy,
+            validation_prototype_accuracy: validation_accuracy,
             triplets,
             seconds: started.elapsed().as_secs_f64(),
         };
         eprintln!(
-            "epoch {:>3}: train loss {:.4} acc {:.3} | validation loss {:.4} acc {:.3} | {:.0}s",
+            "epoch {:>3}: train loss {:.4} acc {:.3} | validation loss {:.4} acc {:.3} prototype top-1 {:.3} | {:.0}s",
             metrics.epoch,
             metrics.train_loss,
             metrics.train_triplet_accuracy,
             metrics.validation_loss,
             metrics.validation_triplet_accuracy,
+            metrics.validation_prototype_accuracy,
             metrics.seconds
         );
         let mut log = std::fs::OpenOptions::new().create(true).append(true).open(run.join(METRICS))?;
@@ -544,7 +627,14 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
 
         state.epochs_done = epoch + 1;
         let weights = variables(&network.vs);
-        if state.best_validation_loss.is_none_or(|best| metrics.validation_loss < best) {
+        let better = match (state.best_validation_accuracy, state.best_validation_loss) {
+            (Some(accuracy), Some(loss)) => {
+                (metrics.validation_prototype_accuracy, -metrics.validation_loss) > (accuracy, -loss)
+            }
+            _ => true,
+        };
+        if better {
+            state.best_validation_accuracy = Some(metrics.validation_prototype_accuracy);
             state.best_validation_loss = Some(metrics.validation_loss);
             state.best_epoch = Some(epoch + 1);
             state.epochs_without_improvement = 0;
@@ -574,6 +664,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
     Ok(TrainSummary {
         epochs_done: state.epochs_done,
         best_epoch: state.best_epoch,
+        best_validation_accuracy: state.best_validation_accuracy,
         best_validation_loss: state.best_validation_loss,
         stopped_early,
         interrupted,

@@ -5,6 +5,7 @@ use sporeprint_host::data::Collection;
 use sporeprint_host::eval::{self, EvalArgs};
 use sporeprint_host::mining::Mining;
 use sporeprint_host::model::BackboneKind;
+use sporeprint_host::model::head::HeadKind;
 use sporeprint_host::report::ReportArgs;
 use sporeprint_host::train::{self, EpochMetrics, TrainConfig};
 use std::collections::{BTreeMap, HashSet};
@@ -38,12 +39,14 @@ fn config(data: &Path, out: &Path, mining: Mining, epochs: usize) -> TrainConfig
         out: out.into(),
         backbone: BackboneKind::Tiny,
         weights: None,
+        head: HeadKind::Residual,
         embedding_dim: 16,
         mining,
         epochs,
         unseen: 2,
         seed: 3,
         margin: 0.5,
+        temperature: 0.05,
         lr: 3e-3,
         batch_size: 8,
         species_per_batch: 4,
@@ -111,7 +114,7 @@ fn the_split_is_deterministic_disjoint_and_holds_out_the_last_species() {
 fn training_lowers_the_loss_with_every_strategy() {
     let data = tempfile::tempdir().unwrap();
     make_photos(data.path(), 8, 6);
-    for mining in [Mining::Random, Mining::SemiHard, Mining::BatchHard] {
+    for mining in [Mining::Random, Mining::SemiHard, Mining::BatchHard, Mining::ProxySoftmax] {
         let out = tempfile::tempdir().unwrap();
         let summary = run(config(data.path(), out.path(), mining, 6), false);
         assert_eq!(summary.epochs_done, 6);
@@ -197,6 +200,7 @@ fn eval_measures_a_trained_run_on_every_variant() {
         shots: vec![1, 3],
         draws: 20,
         keep: 0.95,
+        save: None,
         json: true,
     };
     let (report, embeddings) = eval::evaluate(&args).unwrap();

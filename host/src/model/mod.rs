@@ -5,7 +5,7 @@ pub mod efficientnet;
 pub mod head;
 pub mod tiny;
 
-use head::Head;
+use head::{Head, HeadKind};
 use sporeprint_shared::PreprocessSpec;
 use sporeprint_shared::preprocess::ResizeFilter;
 use tch::Tensor;
@@ -70,7 +70,7 @@ pub struct EmbeddingNet {
 }
 
 impl EmbeddingNet {
-    pub fn new(root: &nn::Path, kind: BackboneKind, dim: i64) -> EmbeddingNet {
+    pub fn new(root: &nn::Path, kind: BackboneKind, head: HeadKind, dim: i64) -> EmbeddingNet {
         let p = root / BACKBONE_PREFIX;
         let backbone = match kind {
             BackboneKind::EfficientNetLite0 => {
@@ -79,7 +79,7 @@ impl EmbeddingNet {
             BackboneKind::Resnet50 => Backbone::Resnet(Box::new(tch::vision::resnet::resnet50_no_final_layer(&p))),
             BackboneKind::Tiny => Backbone::Tiny(tiny::TinyCnn::new(&p)),
         };
-        let head = Head::new(&(root / HEAD_PREFIX), kind.feature_dim(), dim);
+        let head = Head::new(&(root / HEAD_PREFIX), head, kind.feature_dim(), dim);
         EmbeddingNet { kind, dim, backbone, head, frozen_backbone: false }
     }
 
@@ -92,6 +92,15 @@ impl EmbeddingNet {
             Backbone::Tiny(net) => net.forward_t(images, train),
         };
         if self.frozen_backbone { tch::no_grad(run) } else { run() }
+    }
+
+    /// Centres and projects the residual head on backbone features of the training photos.
+    pub fn initialise_head(&mut self, features: &Tensor) {
+        self.head.initialise(features);
+    }
+
+    pub fn head_kind(&self) -> HeadKind {
+        self.head.kind
     }
 
     /// Unit embeddings of backbone features.
