@@ -43,6 +43,11 @@ if ! "$VENV/bin/python" -c "import torch, safetensors, numpy; assert torch.__ver
   fi
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" safetensors numpy
 fi
+# ONNX's checker and ONNX Runtime: the reference the exported models are tested against.
+if ! "$VENV/bin/python" -c "import onnx, onnxruntime" 2>/dev/null; then
+  step "venv: installing onnx and onnxruntime"
+  "$VENV/bin/pip" install -q "onnx==1.19.1" "onnxruntime==1.23.2"
+fi
 torch_dir=$("$VENV/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))" 2>/dev/null)
 ln -sfn "$torch_dir" "$VENV/torch"
 

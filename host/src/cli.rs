@@ -1,6 +1,7 @@
 //! The `sporeprint` command line.
 
 use crate::eval::{self, EvalArgs};
+use crate::export::{self, ExportArgs};
 use crate::report::{self, ReportArgs};
 use crate::train::{self, TrainConfig};
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Charts (PNG) and one self-contained HTML page from one or more evaluated runs.
     Report(ReportArgs),
+    /// Write what a device needs: the ONNX embedder, the prototype table and model.toml.
+    Export(ExportArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -66,6 +69,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", eval::table(&report));
+            }
+            Ok(())
+        }
+        Command::Export(args) => {
+            let summary = export::export(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{}: default variant {:?}", summary.out.display(), summary.default);
+                for v in std::iter::once(&summary.fp32).chain(&summary.int8) {
+                    println!(
+                        "  {} ({:.1} MB, fingerprint {}): cosine to the trained model mean {:.5} / worst {:.5}; \
+                         {} species; open-set threshold {:.3}; validation prototype top-1 {:.1}%, top-3 {:.1}%, 5-NN {:.1}%",
+                        v.embedder,
+                        v.embedder_bytes as f64 / 1e6,
+                        &v.fingerprint[..12],
+                        v.mean_cosine,
+                        v.min_cosine,
+                        v.species,
+                        v.open_set_threshold,
+                        100.0 * v.validation_prototype_top1,
+                        100.0 * v.validation_prototype_top3,
+                        100.0 * v.validation_knn5
+                    );
+                }
             }
             Ok(())
         }

@@ -3,7 +3,8 @@
 //! with an open-set rule, k-shot enrollment and the image preprocessing spec.
 //!
 //! The core is `no_std` + `alloc`, so it runs on anything from a Pi to a microcontroller; the `std`
-//! feature adds files (atomic table saves, model fingerprints) and image decoding.
+//! feature adds files (atomic table saves, model fingerprints) and image decoding; the `tract`
+//! feature adds the [`embedder`] (ONNX model -> unit embedding) the exporter and device share.
 #![no_std]
 
 extern crate alloc;
@@ -19,6 +20,8 @@ pub mod species;
 pub mod table;
 pub mod vector;
 
+#[cfg(feature = "tract")]
+pub mod embedder;
 #[cfg(feature = "std")]
 pub mod image_io;
 #[cfg(feature = "std")]

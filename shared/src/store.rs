@@ -38,12 +38,35 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut temp = tempfile::Builder::new().prefix(".sporeprint-").suffix(".tmp").tempfile_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".sporeprint-").suffix(".tmp");
+    // A replaced file keeps its permissions; a new one gets the usual 0644 (less the umask),
+    // not the temporary file's private 0600: models and tables are read by other users (the
+    // device's service account).
+    let permissions = match fs::metadata(path) {
+        Ok(meta) => meta.permissions(),
+        Err(_) => default_permissions(),
+    };
+    builder.permissions(permissions);
+    let mut temp = builder.tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
     // The rename is only durable once the directory entry is.
     fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(unix)]
+fn default_permissions() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o644)
+}
+
+#[cfg(not(unix))]
+fn default_permissions() -> fs::Permissions {
+    let mut permissions = fs::metadata(".").map(|m| m.permissions()).expect("the working directory");
+    permissions.set_readonly(false);
+    permissions
 }
 
 pub fn save<E: EntryStore>(path: &Path, table: &PrototypeTable<E>) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@
 //! asymmetric on stride-2 convolutions (more on the bottom/right). Symmetric padding looks
 //! harmless and moves the features to cosine 0.84-0.94.
 
+use crate::onnx::{Activation, Graph};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -81,6 +82,7 @@ struct ConvBn {
     bn: nn::BatchNorm,
     kernel: i64,
     stride: i64,
+    groups: i64,
 }
 
 impl ConvBn {
@@ -93,7 +95,17 @@ impl ConvBn {
             bn: nn::batch_norm2d(bn, output, bn_config),
             kernel,
             stride,
+            groups,
         }
+    }
+
+    /// The ONNX of [`ConvBn::forward_t`] and `activation` on a `size` x `size` input: (output,
+    /// its size).
+    fn export(&self, g: &mut Graph, x: &str, size: i64, activation: Activation) -> (String, i64) {
+        let (before, after) = same_padding(size, self.kernel, self.stride);
+        let pads = [before, before, after, after];
+        let out = g.conv_bn(x, &self.conv, &self.bn, BN_EPS, self.stride, pads, self.groups, activation);
+        (out, (size + self.stride - 1) / self.stride)
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -119,6 +131,16 @@ struct MbConv {
 }
 
 impl MbConv {
+    fn export(&self, g: &mut Graph, x: &str, size: i64) -> (String, i64) {
+        let hidden = match &self.expand {
+            Some(expand) => expand.export(g, x, size, Activation::Relu6).0,
+            None => x.to_string(),
+        };
+        let (depthwise, size) = self.depthwise.export(g, &hidden, size, Activation::Relu6);
+        let (out, size) = self.project.export(g, &depthwise, size, Activation::Linear);
+        if self.spec.has_skip() { (g.add(&out, x, Activation::Linear), size) } else { (out, size) }
+    }
+
     fn new(p: &nn::Path, spec: BlockSpec, drop_connect: f64) -> MbConv {
         let hidden = spec.expanded();
         let expand =
@@ -175,6 +197,18 @@ impl EfficientNetLite0 {
             blocks,
             head: ConvBn::new(p / "_conv_head", p / "_bn1", last, FEATURES, 1, 1, 1),
         }
+    }
+}
+
+impl EfficientNetLite0 {
+    /// The ONNX of the inference-mode forward pass on a `size` x `size` image: `[1, 1280]`.
+    pub fn export(&self, g: &mut Graph, image: &str, size: i64) -> String {
+        let (mut x, mut size) = self.stem.export(g, image, size, Activation::Relu6);
+        for block in &self.blocks {
+            (x, size) = block.export(g, &x, size);
+        }
+        let (head, _) = self.head.export(g, &x, size, Activation::Relu6);
+        g.global_average(&head)
     }
 }
 

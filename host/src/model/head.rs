@@ -9,6 +9,7 @@
 //!   layer starts at zero, so training starts from centred, PCA-whitened features — measured as
 //!   good as or better than the raw features — and the MLP only has to learn corrections.
 
+use crate::onnx::Graph;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -90,6 +91,34 @@ impl Head {
             }
             _ => mlp(features),
         }
+    }
+}
+
+impl Head {
+    /// The ONNX of [`Head::forward`]: features `[1, F]` -> unit embedding `[1, D]`.
+    pub fn export(&self, g: &mut Graph, features: &str) -> String {
+        let [fc1, fc2, fc3] = &self.layers;
+        let input = match &self.centre {
+            Some(centre) => {
+                let centre = g.constant("centre", centre);
+                g.op("Sub", &[features, &centre], vec![])
+            }
+            None => features.to_string(),
+        };
+        let hidden = g.linear(&input, fc1);
+        let hidden = g.relu(&hidden);
+        let hidden = g.linear(&hidden, fc2);
+        let hidden = g.relu(&hidden);
+        let mlp = g.linear(&hidden, fc3);
+        let raw = match &self.projection {
+            Some(projection) => {
+                let projection = g.constant("projection", &projection.tr());
+                let projected = g.op("MatMul", &[&input, &projection], vec![]);
+                g.op("Add", &[&projected, &mlp], vec![])
+            }
+            None => mlp,
+        };
+        g.l2_normalize(&raw)
     }
 }
 

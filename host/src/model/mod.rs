@@ -3,8 +3,10 @@
 
 pub mod efficientnet;
 pub mod head;
+pub mod resnet;
 pub mod tiny;
 
+use crate::onnx::Graph;
 use head::{Head, HeadKind};
 use sporeprint_shared::PreprocessSpec;
 use sporeprint_shared::preprocess::ResizeFilter;
@@ -17,6 +19,7 @@ use tch::nn::{self, Module, ModuleT};
 pub enum BackboneKind {
     /// EfficientNet-Lite0, ImageNet-pretrained: the edge default.
     #[value(name = "efficientnet-lite0")]
+    #[serde(rename = "efficientnet-lite0", alias = "efficient-net-lite0")]
     EfficientNetLite0,
     /// ResNet-50 in torchvision's layout: the original study's backbone.
     Resnet50,
@@ -28,7 +31,7 @@ impl BackboneKind {
     pub fn feature_dim(self) -> i64 {
         match self {
             BackboneKind::EfficientNetLite0 => efficientnet::FEATURES,
-            BackboneKind::Resnet50 => 2048,
+            BackboneKind::Resnet50 => resnet::FEATURES,
             BackboneKind::Tiny => tiny::FEATURES,
         }
     }
@@ -50,7 +53,7 @@ impl BackboneKind {
 
 enum Backbone {
     EfficientNet(Box<efficientnet::EfficientNetLite0>),
-    Resnet(Box<dyn ModuleT>),
+    Resnet(Box<resnet::Resnet50>),
     Tiny(tiny::TinyCnn),
 }
 
@@ -76,7 +79,7 @@ impl EmbeddingNet {
             BackboneKind::EfficientNetLite0 => {
                 Backbone::EfficientNet(Box::new(efficientnet::EfficientNetLite0::new(&p)))
             }
-            BackboneKind::Resnet50 => Backbone::Resnet(Box::new(tch::vision::resnet::resnet50_no_final_layer(&p))),
+            BackboneKind::Resnet50 => Backbone::Resnet(Box::new(resnet::Resnet50::new(&p))),
             BackboneKind::Tiny => Backbone::Tiny(tiny::TinyCnn::new(&p)),
         };
         let head = Head::new(&(root / HEAD_PREFIX), head, kind.feature_dim(), dim);
@@ -106,6 +109,34 @@ impl EmbeddingNet {
     /// Unit embeddings of backbone features.
     pub fn embed_features(&self, features: &Tensor) -> Tensor {
         self.head.forward(features)
+    }
+
+    /// The inference-mode network as an ONNX model: `image` `[1, 3, S, S]` -> `embedding`
+    /// `[1, D]`, S being the backbone's input size.
+    pub fn export(&self) -> tract_onnx::pb::ModelProto {
+        let mut g = Graph::new();
+        let embedding = self.export_into(&mut g);
+        g.into_model(&embedding, self.input_size(), self.dim, &self.describe())
+    }
+
+    /// Writes the network into `g` (float or int8) and returns the embedding's name.
+    pub fn export_into(&self, g: &mut Graph) -> String {
+        let image = g.input();
+        let features = match &self.backbone {
+            Backbone::EfficientNet(net) => net.export(g, &image, self.input_size()),
+            Backbone::Resnet(net) => net.export(g, &image),
+            Backbone::Tiny(net) => net.export(g, &image),
+        };
+        self.head.export(g, &features)
+    }
+
+    pub fn input_size(&self) -> i64 {
+        self.kind.preprocess().input_size as i64
+    }
+
+    /// One line for the ONNX file's doc string.
+    pub fn describe(&self) -> String {
+        format!("sporeprint embedder: {:?} backbone, {:?} head, {}-d", self.kind, self.head.kind, self.dim)
     }
 
     /// Unit embeddings `[N, D]` of normalised images.

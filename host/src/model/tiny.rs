@@ -1,6 +1,7 @@
 //! A tiny CNN for fast tests: three stride-2 conv blocks and global average pooling. Trains in
 //! seconds on generated images; never meant to identify real mushrooms.
 
+use crate::onnx::{Activation, Graph};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -24,6 +25,20 @@ impl TinyCnn {
             })
             .collect();
         TinyCnn { layers }
+    }
+}
+
+/// tch's BatchNorm default.
+const BN_EPS: f64 = 1e-5;
+
+impl TinyCnn {
+    /// The ONNX of the inference-mode forward pass: `[1, 64]` features.
+    pub fn export(&self, g: &mut Graph, image: &str) -> String {
+        let mut x = image.to_string();
+        for (conv, bn) in &self.layers {
+            x = g.conv_bn(&x, conv, bn, BN_EPS, 2, [1, 1, 1, 1], 1, Activation::Relu);
+        }
+        g.global_average(&x)
     }
 }
 

@@ -1,0 +1,401 @@
+//! `sporeprint export`: what a device needs from a trained run, in one folder.
+//!
+//! - `embedder.onnx`: the network written as ONNX from the run's best weights (see
+//!   [`crate::onnx`]), checked against the tch model on real photos before anything else is
+//!   written;
+//! - `prototypes.bin`: the prototype table, built by running the EXPORTED model through
+//!   `sporeprint_shared::embedder` (the device's own code) on every photo of the seen species, so
+//!   the device's embeddings and the table come from the same function;
+//! - `model.toml`: what the files are (backbone, preprocessing, fingerprints, threshold, metrics).
+//!
+//! The open-set threshold is calibrated on the exported model: prototypes from the training
+//! photos only, the distance that keeps `keep` of the validation photos within their nearest
+//! prototype. The shipped prototypes then use training and validation photos alike.
+
+use crate::data::{Collection, Sample, Split};
+use crate::metrics;
+use crate::onnx::{self, Graph, WeightScales};
+use crate::train::{self, Network};
+use anyhow::{Context, anyhow, ensure};
+use indicatif::ParallelProgressIterator;
+use rayon::prelude::*;
+use serde::Serialize;
+use sporeprint_shared::embedder::Embedder;
+use sporeprint_shared::table::NewSpecies;
+use sporeprint_shared::{Header, Name, Origin, PreprocessSpec, Table, image_io, store, vector};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub const EMBEDDER: &str = "embedder.onnx";
+pub const EMBEDDER_INT8: &str = "embedder.int8.onnx";
+pub const PROTOTYPES: &str = "prototypes.bin";
+pub const PROTOTYPES_INT8: &str = "prototypes.int8.bin";
+pub const MANIFEST: &str = "model.toml";
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ExportArgs {
+    /// A run directory written by `sporeprint train` (its best weights are exported).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Output folder (created; files in it are replaced atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Photos for the prototypes (default: the run's training data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Also write the int8 embedder and its own prototype table (each table is tied to one model).
+    #[arg(long)]
+    pub int8: bool,
+    /// The variant devices use unless told otherwise. fp32 by default: with tract 0.23 on x86 the
+    /// int8 EfficientNet-Lite0 measured slower than fp32 (see the README's benchmarks).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub default_variant: Variant,
+    /// Photos whose activations set the int8 ranges (a folder searched recursively; default: the
+    /// run's training photos).
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Int8 weight scales: one per output channel (accurate) or one per tensor.
+    #[arg(long, value_enum, default_value = "per-channel")]
+    pub int8_scales: WeightScales,
+    /// How many calibration photos to use (spread evenly over those found).
+    #[arg(long, default_value_t = 200)]
+    pub calibration_photos: usize,
+    /// Known-species photos the open-set threshold must accept.
+    #[arg(long, default_value_t = 0.95)]
+    pub keep: f64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    Fp32,
+    Int8,
+}
+
+/// One exported model (fp32 or int8) and its table.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantSummary {
+    pub embedder: String,
+    pub prototypes: String,
+    pub embedder_bytes: u64,
+    pub fingerprint: String,
+    /// Against the trained network (tch) on the same photos: worst and mean cosine.
+    pub min_cosine: f64,
+    pub mean_cosine: f64,
+    pub species: usize,
+    pub open_set_threshold: f32,
+    /// Validation photos nearest to their species' prototype (training-photo prototypes).
+    pub validation_prototype_top1: f64,
+    pub validation_prototype_top3: f64,
+    /// Validation photos whose species is among the 5 nearest training photos (the study's k-NN).
+    pub validation_knn5: f64,
+    pub validation_known_rejected: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportSummary {
+    pub out: PathBuf,
+    /// The variant a device uses unless told otherwise.
+    pub default: Variant,
+    pub fp32: VariantSummary,
+    pub int8: Option<VariantSummary>,
+}
+
+/// Cosine to the trained network below which the fp32 graph is not that network.
+const PARITY_COSINE: f64 = 0.9999;
+/// Mean cosine below which the int8 graph is refused.
+const INT8_COSINE: f64 = 0.99;
+
+pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
+    let (config, network) = train::load_run(&args.run, train::BEST, Device::Cpu)?;
+    let data = args.data.clone().unwrap_or(config.data.clone());
+    let collection = Collection::scan(&data)?;
+    let split = collection.split(config.unseen, config.seed)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let spec = config.backbone.preprocess();
+    let net = &network.net;
+    let (size, dim) = (net.input_size(), net.dim);
+
+    // The trained network's own embeddings: the reference both exports are held to.
+    let inputs = collection_inputs(&split, spec)?;
+    let reference = reference_embeddings(&network, &inputs, spec);
+
+    let mut float = Graph::new();
+    let embedding = net.export_into(&mut float);
+    let probes = float.probes().to_vec();
+    let fp32_model = float.into_model(&embedding, size, dim, &net.describe());
+    ensure!(args.int8 || args.default_variant == Variant::Fp32, "--default-variant int8 needs --int8");
+    let fp32 = write_variant(
+        &args.out,
+        (EMBEDDER, PROTOTYPES),
+        &onnx::encode(&fp32_model),
+        (&collection, &split, &inputs, &reference),
+        args.keep,
+        spec,
+    )?;
+    ensure!(
+        fp32.min_cosine >= PARITY_COSINE,
+        "{}: the exported model disagrees with the trained one (cosine {:.6} < {PARITY_COSINE})",
+        args.out.join(EMBEDDER).display(),
+        fp32.min_cosine
+    );
+
+    let int8 = if args.int8 {
+        let photos = calibration_photos(args, &split)?;
+        let mut probing = Graph::new();
+        let embedding = net.export_into(&mut probing);
+        let probe_model = probing.into_model_with_outputs(&embedding, size, dim, "calibration", &probes);
+        let ranges = calibrate(&onnx::encode(&probe_model), &photos, spec)?;
+        let mut quantized = Graph::int8(ranges, args.int8_scales);
+        let embedding = net.export_into(&mut quantized);
+        let model = quantized.into_model(&embedding, size, dim, &format!("{} (int8)", net.describe()));
+        let int8 = write_variant(
+            &args.out,
+            (EMBEDDER_INT8, PROTOTYPES_INT8),
+            &onnx::encode(&model),
+            (&collection, &split, &inputs, &reference),
+            args.keep,
+            spec,
+        )?;
+        ensure!(
+            int8.mean_cosine >= INT8_COSINE,
+            "{}: int8 embeddings drift from the trained model's (mean cosine {:.4} < {INT8_COSINE})",
+            args.out.join(EMBEDDER_INT8).display(),
+            int8.mean_cosine
+        );
+        Some(int8)
+    } else {
+        // An earlier export's int8 files would no longer match: remove them.
+        for stale in [EMBEDDER_INT8, PROTOTYPES_INT8] {
+            let _ = std::fs::remove_file(args.out.join(stale));
+        }
+        None
+    };
+    let summary = ExportSummary { out: args.out.clone(), default: args.default_variant, fp32, int8 };
+    write_manifest(&args.out, &config, &summary)?;
+    Ok(summary)
+}
+
+/// Every photo of the split, preprocessed once: (training, validation) inputs.
+struct Inputs {
+    train: Vec<Vec<f32>>,
+    validation: Vec<Vec<f32>>,
+}
+
+fn collection_inputs(split: &Split, spec: PreprocessSpec) -> anyhow::Result<Inputs> {
+    let load = |samples: &[Sample], label: &str| -> anyhow::Result<Vec<Vec<f32>>> {
+        let bar = crate::pipeline::progress(samples.len() as u64, label);
+        Ok(samples
+            .par_iter()
+            .progress_with(bar)
+            .map(|s| image_io::load_tensor(&s.path, &spec))
+            .collect::<Result<Vec<_>, _>>()?)
+    };
+    Ok(Inputs {
+        train: load(&split.train, "decoding training photos")?,
+        validation: load(&split.validation, "decoding validation photos")?,
+    })
+}
+
+/// tch's embeddings of the first training photos.
+fn reference_embeddings(network: &Network, inputs: &Inputs, spec: PreprocessSpec) -> Vec<Vec<f32>> {
+    let size = spec.input_size as i64;
+    inputs
+        .train
+        .iter()
+        .take(PARITY_PHOTOS)
+        .map(|input| {
+            let image = Tensor::from_slice(input).view([1, 3, size, size]);
+            let out = tch::no_grad(|| network.net.forward_t(&image, false));
+            Vec::try_from(out.flatten(0, -1).to_kind(Kind::Float)).expect("float embedding")
+        })
+        .collect()
+}
+
+/// Photos the parity check compares.
+const PARITY_PHOTOS: usize = 16;
+
+/// Writes one exported model and the prototype table made with it; measures it on the way.
+fn write_variant(
+    out: &Path,
+    (embedder_name, table_name): (&str, &str),
+    bytes: &[u8],
+    (collection, split, inputs, reference): (&Collection, &Split, &Inputs, &[Vec<f32>]),
+    keep: f64,
+    spec: PreprocessSpec,
+) -> anyhow::Result<VariantSummary> {
+    let path = out.join(embedder_name);
+    store::write_atomically(&path, bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+    let embedder = Embedder::load(&path, spec)?;
+
+    let embed = |rows: &[Vec<f32>], label: &str| -> anyhow::Result<Vec<Vec<f32>>> {
+        let bar = crate::pipeline::progress(rows.len() as u64, label);
+        Ok(rows.par_iter().progress_with(bar).map(|x| embedder.embed_input(x)).collect::<Result<Vec<_>, _>>()?)
+    };
+    let train = embed(&inputs.train, &format!("{embedder_name}: training photos"))?;
+    let validation = embed(&inputs.validation, &format!("{embedder_name}: validation photos"))?;
+    let cosines: Vec<f64> = reference.iter().zip(&train).map(|(r, e)| vector::cosine_similarity(r, e) as f64).collect();
+
+    let train_labels: Vec<usize> = split.train.iter().map(|s| s.label).collect();
+    let validation_labels: Vec<usize> = split.validation.iter().map(|s| s.label).collect();
+    let calibration = metrics::prototypes(&train, &train_labels);
+    let nearest: Vec<f32> = validation
+        .iter()
+        .map(|e| calibration.values().map(|p| vector::euclidean(e, p)).fold(f32::INFINITY, f32::min))
+        .collect();
+    let threshold = if nearest.is_empty() { Header::UNCALIBRATED_THRESHOLD } else { metrics::quantile(&nearest, keep) };
+
+    let mut table = Table::new(Header::new(embedder.dim() as u32, embedder.fingerprint(), spec));
+    table.set_open_set_threshold(threshold);
+    for (label, species) in collection.species.iter().enumerate().take(split.seen_species) {
+        // The shipped prototypes use every photo of the species.
+        let shots: Vec<&Vec<f32>> = train
+            .iter()
+            .zip(&train_labels)
+            .chain(validation.iter().zip(&validation_labels))
+            .filter(|(_, l)| **l == label)
+            .map(|(e, _)| e)
+            .collect();
+        let new = NewSpecies {
+            name: Name::new(&display_name(&species.name)).map_err(|e| anyhow!("species {:?}: {e}", species.name))?,
+            scientific_name: None,
+            edibility: species.edibility,
+            origin: Origin::Host,
+        };
+        table.add_species(new, &shots).with_context(|| format!("species {:?}", species.name))?;
+    }
+    store::save(&out.join(table_name), &table)?;
+
+    Ok(VariantSummary {
+        embedder: embedder_name.into(),
+        prototypes: table_name.into(),
+        embedder_bytes: bytes.len() as u64,
+        fingerprint: embedder.fingerprint().to_string(),
+        min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
+        mean_cosine: cosines.iter().sum::<f64>() / cosines.len().max(1) as f64,
+        species: table.len(),
+        open_set_threshold: threshold,
+        validation_prototype_top1: metrics::prototype_accuracy(&validation, &validation_labels, &calibration, 1),
+        validation_prototype_top3: metrics::prototype_accuracy(&validation, &validation_labels, &calibration, 3),
+        validation_knn5: metrics::knn_accuracy(&validation, &validation_labels, &train, &train_labels, 5),
+        validation_known_rejected: nearest.iter().filter(|&&d| d > threshold).count() as f64
+            / nearest.len().max(1) as f64,
+    })
+}
+
+/// The calibration photos: `--calibration` (recursively) or the training photos, at most
+/// `calibration_photos` of them spread evenly.
+fn calibration_photos(args: &ExportArgs, split: &Split) -> anyhow::Result<Vec<PathBuf>> {
+    let all: Vec<PathBuf> = match &args.calibration {
+        Some(root) => {
+            let mut found = vec![];
+            collect_images(root, &mut found)?;
+            found.sort();
+            found
+        }
+        None => split.train.iter().map(|s| s.path.clone()).collect(),
+    };
+    ensure!(!all.is_empty(), "no calibration photos found");
+    let count = args.calibration_photos.clamp(1, all.len());
+    Ok((0..count).map(|i| all[i * all.len() / count].clone()).collect())
+}
+
+fn collect_images(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_images(&path, found)?;
+        } else if crate::data::is_image(&path) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The `[min, max]` of every probe of the calibration model (outputs 1..) over the photos.
+fn calibrate(model: &[u8], photos: &[PathBuf], spec: PreprocessSpec) -> anyhow::Result<Vec<(f32, f32)>> {
+    use tract_onnx::prelude::*;
+    let size = spec.input_size as usize;
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &*model)?
+        .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let bar = crate::pipeline::progress(photos.len() as u64, "int8 calibration");
+    let per_photo = photos
+        .par_iter()
+        .progress_with(bar)
+        .map(|path| -> anyhow::Result<Vec<(f32, f32)>> {
+            let input = image_io::load_tensor(path, &spec)?;
+            let tensor = tract_onnx::prelude::Tensor::from_shape(&[1, 3, size, size], &input)?;
+            let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
+            outputs[1..]
+                .iter()
+                .map(|t| {
+                    let view = t.to_plain_array_view::<f32>()?;
+                    Ok(view.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v))))
+                })
+                .collect()
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let probes = per_photo.first().map_or(0, Vec::len);
+    Ok((0..probes)
+        .map(|i| {
+            per_photo.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| (lo.min(r[i].0), hi.max(r[i].1)))
+        })
+        .collect())
+}
+
+/// Folder names (`fly_agaric`) as people write them (`fly agaric`).
+pub fn display_name(folder: &str) -> String {
+    folder.replace('_', " ")
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    format: u32,
+    backbone: crate::model::BackboneKind,
+    head: crate::model::head::HeadKind,
+    embedding_dim: i64,
+    preprocess: PreprocessSpec,
+    /// The entry of `variants` a device uses unless told otherwise.
+    default: Variant,
+    variants: std::collections::BTreeMap<&'a str, &'a VariantSummary>,
+    trained: Trained<'a>,
+}
+
+#[derive(Serialize)]
+struct Trained<'a> {
+    run: &'a Path,
+    mining: crate::mining::Mining,
+    unseen_species_held_out: usize,
+    seed: u64,
+}
+
+fn write_manifest(out: &Path, config: &train::TrainConfig, summary: &ExportSummary) -> anyhow::Result<()> {
+    let mut variants = std::collections::BTreeMap::new();
+    variants.insert("fp32", &summary.fp32);
+    if let Some(int8) = &summary.int8 {
+        variants.insert("int8", int8);
+    }
+    let manifest = Manifest {
+        format: 1,
+        backbone: config.backbone,
+        head: config.head,
+        embedding_dim: config.embedding_dim,
+        preprocess: config.backbone.preprocess(),
+        default: summary.default,
+        variants,
+        trained: Trained {
+            run: &config.out,
+            mining: config.mining,
+            unseen_species_held_out: config.unseen,
+            seed: config.seed,
+        },
+    };
+    let text = toml::to_string_pretty(&manifest)?;
+    let path = out.join(MANIFEST);
+    store::write_atomically(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+}
