@@ -1,0 +1,63 @@
+//! Helpers shared by the host's integration tests: generated photo collections and trainings.
+#![allow(dead_code)]
+
+use image::{Rgb, RgbImage};
+use sporeprint_host::mining::Mining;
+use sporeprint_host::model::BackboneKind;
+use sporeprint_host::model::head::HeadKind;
+use sporeprint_host::train::{self, TrainConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// `species` folders of `photos` 96x96 JPEGs: each species a colour and stripe pattern, each
+/// photo with its own shift and noise.
+pub fn make_photos(root: &Path, species: usize, photos: usize) {
+    for s in 0..species {
+        let dir = root.join(format!("species_{s:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = [(s * 53 % 256) as u8, (s * 97 % 256) as u8, (s * 151 % 256) as u8];
+        for p in 0..photos {
+            let image = RgbImage::from_fn(96, 96, |x, y| {
+                let stripe = ((x + y * (s as u32 % 3) + p as u32 * 7) / (4 + s as u32 % 5)) % 2;
+                let noise = ((x * 31 + y * 17 + p as u32 * 13) % 23) as u8;
+                Rgb(base.map(|c| if stripe == 0 { c.saturating_add(noise) } else { c / 3 + noise }))
+            });
+            image.save(dir.join(format!("photo_{p}.jpg"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("species.csv"), "species,edibility\nspecies_00,edible\nspecies_01,deadly\n").unwrap();
+}
+
+pub fn config(data: &Path, out: &Path, mining: Mining, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        data: data.into(),
+        out: out.into(),
+        backbone: BackboneKind::Tiny,
+        weights: None,
+        head: HeadKind::Residual,
+        embedding_dim: 16,
+        mining,
+        epochs,
+        unseen: 2,
+        seed: 3,
+        margin: 0.5,
+        temperature: 0.05,
+        lr: 3e-3,
+        batch_size: 8,
+        species_per_batch: 4,
+        photos_per_species: 4,
+        patience: 100,
+        freeze_backbone: false,
+        no_augment: false,
+    }
+}
+
+/// libtorch's random generator is global to the process: trainings running at the same time
+/// in this test binary would draw from it in turns and stop being reproducible. One at a time.
+pub static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn run(config: TrainConfig, resume: bool) -> train::TrainSummary {
+    let _one_at_a_time = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    train::train(config, resume, Arc::new(AtomicBool::new(false))).unwrap()
+}
