@@ -63,6 +63,10 @@ pub struct EvalArgs {
     /// Known-species photos the open-set threshold must accept.
     #[arg(long, default_value_t = 0.95)]
     pub keep: f64,
+    /// Also measure `centred+flip+crops`: gallery and enrollment photos embedded as the mean of
+    /// 10 views (5 crops and their mirrors), queries as in `centred+flip`. 5x the embedding work.
+    #[arg(long)]
+    pub crops: bool,
     /// Directory for eval.json and embeddings.json (default: the run directory; without --run
     /// nothing is saved unless this is given).
     #[arg(long)]
@@ -140,26 +144,39 @@ pub struct EvalReport {
     pub variants: Vec<VariantReport>,
 }
 
-/// Raw (pre-normalisation) vectors of a cache's photos: straight and mirrored.
+/// Raw (pre-normalisation) vectors of a cache's photos: straight and mirrored, and with
+/// `--crops` the mean over the 10 enrollment views.
 struct Raw {
     straight: Vec<Vec<f32>>,
     mirrored: Vec<Vec<f32>>,
+    views: Option<Vec<Vec<f32>>>,
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
     Vec::<Vec<f32>>::try_from(t).expect("a float matrix")
 }
 
-fn embed(network: &Network, cache: &PhotoCache, features: bool) -> Raw {
+fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> Raw {
     let run = |images: &Tensor| {
         if features { network.net.features_t(images, false) } else { network.net.forward_t(images, false) }
     };
     let all: Vec<usize> = (0..cache.len()).collect();
+    let views = views.then(|| {
+        let count = ENROLLMENT_VIEWS as i64;
+        let sum = (0..ENROLLMENT_VIEWS)
+            .map(|view| network.run_batches(&all, |chunk| cache.view_batch(chunk, view), run))
+            .fold(None, |sum: Option<Tensor>, t| Some(sum.map_or(t.shallow_clone(), |s| s + t)));
+        rows(&(sum.expect("views") / count))
+    });
     Raw {
         straight: rows(&network.run_batches(&all, |chunk| cache.batch(chunk, None), run)),
         mirrored: rows(&network.run_batches(&all, |chunk| cache.mirrored_batch(chunk), run)),
+        views,
     }
 }
+
+/// `image_io::enrollment_views`: 5 crops, each also mirrored.
+const ENROLLMENT_VIEWS: usize = 10;
 
 /// The raw rows, averaged with their mirror images' when `flip`.
 fn combined(raw: &Raw, flip: bool) -> Vec<Vec<f32>> {
@@ -205,9 +222,9 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
     let validation_cache = PhotoCache::load(&split.validation, spec, "validation");
     let unseen_cache = PhotoCache::load(&split.unseen, spec, "unseen");
     let (train_raw, validation_raw, unseen_raw) = (
-        embed(&network, &train_cache, features),
-        embed(&network, &validation_cache, features),
-        embed(&network, &unseen_cache, features),
+        embed(&network, &train_cache, features, args.crops),
+        embed(&network, &validation_cache, features, false),
+        embed(&network, &unseen_cache, features, args.crops),
     );
     let (train_labels, validation_labels, unseen_labels) =
         (train_cache.labels(), validation_cache.labels(), unseen_cache.labels());
@@ -227,7 +244,29 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             args,
             (&train_e, &train_labels),
             (&validation_e, &validation_labels),
-            (&unseen_e, &unseen_labels),
+            (&unseen_e, &unseen_e, &unseen_labels),
+            &triplets,
+            seed,
+        ));
+    }
+    if let (Some(train_views), Some(unseen_views)) = (&train_raw.views, &unseen_raw.views) {
+        // Enrollment side (training gallery, k-shot support) from 10 views; queries flip-averaged.
+        let centre = vector::mean(&combined(&train_raw, true)).expect("training photos");
+        let normalise = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            rows.iter()
+                .map(|v| {
+                    let mut v: Vec<f32> = v.iter().zip(&centre).map(|(x, c)| x - c).collect();
+                    vector::l2_normalize(&mut v);
+                    v
+                })
+                .collect()
+        };
+        variants.push(measure(
+            "centred+flip+crops",
+            args,
+            (&normalise(train_views), &train_labels),
+            (&variant(&validation_raw, true, Some(&centre)), &validation_labels),
+            (&variant(&unseen_raw, true, Some(&centre)), &normalise(unseen_views), &unseen_labels),
             &triplets,
             seed,
         ));
@@ -262,13 +301,15 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
 }
 
 type Labelled<'a> = (&'a [Vec<f32>], &'a [usize]);
+/// Unseen photos as queries, the same photos as enrollment support, and their labels.
+type Unseen<'a> = (&'a [Vec<f32>], &'a [Vec<f32>], &'a [usize]);
 
 fn measure(
     name: &str,
     args: &EvalArgs,
     (train, train_labels): Labelled,
     (validation, validation_labels): Labelled,
-    (unseen, unseen_labels): Labelled,
+    (unseen, unseen_support, unseen_labels): Unseen,
     triplets: &[crate::mining::Triplet],
     seed: u64,
 ) -> VariantReport {
@@ -289,7 +330,9 @@ fn measure(
     let kshot = args
         .shots
         .iter()
-        .map(|&k| kshot(k, args.draws, (train, train_labels), &prototypes, (unseen, unseen_labels), &mut rng))
+        .map(|&k| {
+            kshot(k, args.draws, (train, train_labels), &prototypes, (unseen, unseen_support, unseen_labels), &mut rng)
+        })
         .collect();
 
     let nearest_prototype =
@@ -322,7 +365,7 @@ fn kshot(
     draws: usize,
     (train, train_labels): Labelled,
     seen_prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
-    (unseen, unseen_labels): Labelled,
+    (unseen, unseen_support, unseen_labels): Unseen,
     rng: &mut ChaCha8Rng,
 ) -> KShot {
     let groups = metrics::by_label(unseen_labels);
@@ -340,12 +383,13 @@ fn kshot(
         }
         let query_rows: Vec<Vec<f32>> = queries.iter().map(|&i| unseen[i].clone()).collect();
         let query_labels: Vec<usize> = queries.iter().map(|&i| unseen_labels[i]).collect();
-        let gallery: Vec<Vec<f32>> = train.iter().cloned().chain(support.iter().map(|&i| unseen[i].clone())).collect();
+        let gallery: Vec<Vec<f32>> =
+            train.iter().cloned().chain(support.iter().map(|&i| unseen_support[i].clone())).collect();
         let gallery_labels: Vec<usize> =
             train_labels.iter().copied().chain(support.iter().map(|&i| unseen_labels[i])).collect();
         study.push(metrics::knn_accuracy(&query_rows, &query_labels, &gallery, &gallery_labels, 3));
 
-        let support_rows: Vec<Vec<f32>> = support.iter().map(|&i| unseen[i].clone()).collect();
+        let support_rows: Vec<Vec<f32>> = support.iter().map(|&i| unseen_support[i].clone()).collect();
         let support_labels: Vec<usize> = support.iter().map(|&i| unseen_labels[i]).collect();
         let mut prototypes = seen_prototypes.clone();
         prototypes.extend(metrics::prototypes(&support_rows, &support_labels));

@@ -98,6 +98,11 @@ impl PhotoCache {
         self.tensor(indices, |_, image| imageops::flip_horizontal(&image_io::center_crop(image, &self.spec)))
     }
 
+    /// `[N, 3, S, S]` batch of view `view` (of [`image_io::enrollment_views`]) of each photo.
+    pub fn view_batch(&self, indices: &[usize], view: usize) -> Tensor {
+        self.tensor(indices, |_, image| image_io::enrollment_views(image, &self.spec).swap_remove(view))
+    }
+
     fn tensor(&self, indices: &[usize], square: impl Fn(usize, &RgbImage) -> RgbImage + Sync) -> Tensor {
         let len = self.spec.tensor_len();
         let size = self.spec.input_size as i64;

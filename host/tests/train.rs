@@ -150,6 +150,7 @@ fn eval_measures_a_trained_run_on_every_variant() {
         shots: vec![1, 3],
         draws: 20,
         keep: 0.95,
+        crops: true,
         save: None,
         json: true,
     };
@@ -159,7 +160,7 @@ fn eval_measures_a_trained_run_on_every_variant() {
     assert_eq!((report.seen_species, report.unseen_species, report.embedding_dim), (6, 2, 16));
     assert_eq!((report.train_photos, report.validation_photos, report.unseen_photos), (24, 6, 10));
     let names: Vec<&str> = report.variants.iter().map(|v| v.variant.as_str()).collect();
-    assert_eq!(names, ["plain", "centred", "flip", "centred+flip"]);
+    assert_eq!(names, ["plain", "centred", "flip", "centred+flip", "centred+flip+crops"]);
     for v in &report.variants {
         for x in
             [v.triplet_accuracy, v.centroid_accuracy, v.knn_accuracy, v.prototype_top1, v.prototype_top3, v.unseen_nmi]

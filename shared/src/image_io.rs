@@ -70,6 +70,21 @@ pub fn center_crop(resized: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
     imageops::crop_imm(resized, crop.x, crop.y, crop.width, crop.height).to_image()
 }
 
+/// The views an enrollment photo is embedded from, their embeddings averaged: the centre crop
+/// and the four corner crops of the resized photo, each also mirrored (10 views). A prototype
+/// built from a few photos is then less at the mercy of how each was framed.
+pub fn enrollment_views(resized: &RgbImage, spec: &PreprocessSpec) -> Vec<RgbImage> {
+    let boxes = core::iter::once(spec.center_crop(resized.width(), resized.height()))
+        .chain(spec.corner_crops(resized.width(), resized.height()));
+    boxes
+        .flat_map(|b| {
+            let crop = imageops::crop_imm(resized, b.x, b.y, b.width, b.height).to_image();
+            let mirror = imageops::flip_horizontal(&crop);
+            [crop, mirror]
+        })
+        .collect()
+}
+
 /// The spec's resize and centre crop: an `input_size` square RGB image.
 pub fn resize_and_crop(image: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
     center_crop(&resize_shorter(image, spec), spec)

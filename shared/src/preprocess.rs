@@ -83,6 +83,15 @@ impl PreprocessSpec {
         }
     }
 
+    /// The four corner squares of `input_size` inside an image of the resized size (top-left,
+    /// top-right, bottom-left, bottom-right). With the centre crop they are the five views an
+    /// enrollment photo is embedded from (see `image_io::enrollment_views`).
+    pub fn corner_crops(&self, resized_width: u32, resized_height: u32) -> [CropBox; 4] {
+        let size = self.input_size;
+        let (right, bottom) = (resized_width.saturating_sub(size), resized_height.saturating_sub(size));
+        [(0, 0), (right, 0), (0, bottom), (right, bottom)].map(|(x, y)| CropBox { x, y, width: size, height: size })
+    }
+
     /// Normalises an `input_size` x `input_size` RGB8 image (row-major, interleaved) into `out`
     /// (channel-major). Camera frames and decoded files both end here.
     ///

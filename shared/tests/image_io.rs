@@ -103,3 +103,21 @@ fn every_real_photo_decodes() {
     println!("{decoded} real photos decoded");
     assert!(decoded > 0, "no photos under {}", Path::new(&root).display());
 }
+
+#[test]
+fn enrollment_views_are_the_centre_and_corner_crops_and_their_mirrors() {
+    use sporeprint_shared::PreprocessSpec;
+    let spec = PreprocessSpec { input_size: 4, resize_shorter_to: 6, ..PreprocessSpec::IMAGENET };
+    // 8 x 6 "resized" image whose red channel is x and green channel is y.
+    let resized = image::RgbImage::from_fn(8, 6, |x, y| image::Rgb([x as u8, y as u8, 0]));
+    let views = sporeprint_shared::image_io::enrollment_views(&resized, &spec);
+    assert_eq!(views.len(), 10);
+    let corner = |v: &image::RgbImage| (v.get_pixel(0, 0)[0], v.get_pixel(0, 0)[1]);
+    // centre (2, 1), then top-left, top-right, bottom-left, bottom-right; each followed by its mirror.
+    let origins: Vec<(u8, u8)> = views.iter().step_by(2).map(corner).collect();
+    assert_eq!(origins, [(2, 1), (0, 0), (4, 0), (0, 2), (4, 2)]);
+    for pair in views.chunks(2) {
+        assert_eq!(pair[1], image::imageops::flip_horizontal(&pair[0]));
+        assert_eq!(pair[0].dimensions(), (4, 4));
+    }
+}
