@@ -21,6 +21,7 @@ use indicatif::ParallelProgressIterator;
 use rayon::prelude::*;
 use serde::Serialize;
 use sporeprint_shared::embedder::Embedder;
+use sporeprint_shared::manifest::{self, Manifest};
 use sporeprint_shared::table::NewSpecies;
 use sporeprint_shared::{Header, Name, Origin, PreprocessSpec, Table, image_io, store, vector};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ pub const EMBEDDER: &str = "embedder.onnx";
 pub const EMBEDDER_INT8: &str = "embedder.int8.onnx";
 pub const PROTOTYPES: &str = "prototypes.bin";
 pub const PROTOTYPES_INT8: &str = "prototypes.int8.bin";
-pub const MANIFEST: &str = "model.toml";
+pub use sporeprint_shared::manifest::MANIFEST;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ExportArgs {
@@ -49,7 +50,7 @@ pub struct ExportArgs {
     /// The variant devices use unless told otherwise. fp32 by default: with tract 0.23 on x86 the
     /// int8 EfficientNet-Lite0 measured slower than fp32 (see the README's benchmarks).
     #[arg(long, value_enum, default_value = "fp32")]
-    pub default_variant: Variant,
+    pub default_variant: Precision,
     /// Photos whose activations set the int8 ranges (a folder searched recursively; default: the
     /// run's training photos).
     #[arg(long)]
@@ -67,40 +68,31 @@ pub struct ExportArgs {
     pub json: bool,
 }
 
+/// The two kinds of exported embedder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Variant {
+pub enum Precision {
     Fp32,
     Int8,
 }
 
-/// One exported model (fp32 or int8) and its table.
-#[derive(Clone, Debug, Serialize)]
-pub struct VariantSummary {
-    pub embedder: String,
-    pub prototypes: String,
-    pub embedder_bytes: u64,
-    pub fingerprint: String,
-    /// Against the trained network (tch) on the same photos: worst and mean cosine.
-    pub min_cosine: f64,
-    pub mean_cosine: f64,
-    pub species: usize,
-    pub open_set_threshold: f32,
-    /// Validation photos nearest to their species' prototype (training-photo prototypes).
-    pub validation_prototype_top1: f64,
-    pub validation_prototype_top3: f64,
-    /// Validation photos whose species is among the 5 nearest training photos (the study's k-NN).
-    pub validation_knn5: f64,
-    pub validation_known_rejected: f64,
+impl Precision {
+    /// Its key in `model.toml`'s `variants`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ExportSummary {
     pub out: PathBuf,
     /// The variant a device uses unless told otherwise.
-    pub default: Variant,
-    pub fp32: VariantSummary,
-    pub int8: Option<VariantSummary>,
+    pub default: Precision,
+    pub fp32: manifest::Variant,
+    pub int8: Option<manifest::Variant>,
 }
 
 /// Cosine to the trained network below which the fp32 graph is not that network.
@@ -126,7 +118,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     let embedding = net.export_into(&mut float);
     let probes = float.probes().to_vec();
     let fp32_model = float.into_model(&embedding, size, dim, &net.describe());
-    ensure!(args.int8 || args.default_variant == Variant::Fp32, "--default-variant int8 needs --int8");
+    ensure!(args.int8 || args.default_variant == Precision::Fp32, "--default-variant int8 needs --int8");
     let fp32 = write_variant(
         &args.out,
         (EMBEDDER, PROTOTYPES),
@@ -225,7 +217,7 @@ fn write_variant(
     (collection, split, inputs, reference): (&Collection, &Split, &Inputs, &[Vec<f32>]),
     keep: f64,
     spec: PreprocessSpec,
-) -> anyhow::Result<VariantSummary> {
+) -> anyhow::Result<manifest::Variant> {
     let path = out.join(embedder_name);
     store::write_atomically(&path, bytes).with_context(|| format!("{}: cannot write", path.display()))?;
     let embedder = Embedder::load(&path, spec)?;
@@ -268,7 +260,7 @@ fn write_variant(
     }
     store::save(&out.join(table_name), &table)?;
 
-    Ok(VariantSummary {
+    Ok(manifest::Variant {
         embedder: embedder_name.into(),
         prototypes: table_name.into(),
         embedder_bytes: bytes.len() as u64,
@@ -353,49 +345,33 @@ pub fn display_name(folder: &str) -> String {
     folder.replace('_', " ")
 }
 
-#[derive(Serialize)]
-struct Manifest<'a> {
-    format: u32,
-    backbone: crate::model::BackboneKind,
-    head: crate::model::head::HeadKind,
-    embedding_dim: i64,
-    preprocess: PreprocessSpec,
-    /// The entry of `variants` a device uses unless told otherwise.
-    default: Variant,
-    variants: std::collections::BTreeMap<&'a str, &'a VariantSummary>,
-    trained: Trained<'a>,
-}
-
-#[derive(Serialize)]
-struct Trained<'a> {
-    run: &'a Path,
-    mining: crate::mining::Mining,
-    unseen_species_held_out: usize,
-    seed: u64,
+/// A clap value's command-line spelling (`efficientnet-lite0`, `batch-all`).
+fn name(value: impl clap::ValueEnum) -> String {
+    value.to_possible_value().map_or(String::new(), |v| v.get_name().into())
 }
 
 fn write_manifest(out: &Path, config: &train::TrainConfig, summary: &ExportSummary) -> anyhow::Result<()> {
     let mut variants = std::collections::BTreeMap::new();
-    variants.insert("fp32", &summary.fp32);
+    variants.insert(Precision::Fp32.key().to_string(), summary.fp32.clone());
     if let Some(int8) = &summary.int8 {
-        variants.insert("int8", int8);
+        variants.insert(Precision::Int8.key().to_string(), int8.clone());
     }
     let manifest = Manifest {
-        format: 1,
-        backbone: config.backbone,
-        head: config.head,
-        embedding_dim: config.embedding_dim,
+        format: manifest::FORMAT,
+        backbone: name(config.backbone),
+        head: name(config.head),
+        embedding_dim: config.embedding_dim as u32,
         preprocess: config.backbone.preprocess(),
-        default: summary.default,
+        default: summary.default.key().into(),
         variants,
-        trained: Trained {
-            run: &config.out,
-            mining: config.mining,
+        trained: Some(manifest::Trained {
+            run: config.out.clone(),
+            mining: name(config.mining),
             unseen_species_held_out: config.unseen,
             seed: config.seed,
-        },
+        }),
     };
-    let text = toml::to_string_pretty(&manifest)?;
     let path = out.join(MANIFEST);
-    store::write_atomically(&path, text.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
+    store::write_atomically(&path, manifest.to_toml().as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))
 }

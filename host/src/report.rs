@@ -81,8 +81,9 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
         if let Some(config) = &run.config {
             let _ = write!(
                 html,
-                "<p>{:?}, D = {}, mining {:?}, margin {}, lr {}{}</p>",
+                "<p>{:?}, {:?} head, D = {}, mining {:?}, margin {}, lr {}{}</p>",
                 config.backbone,
+                config.head,
                 config.embedding_dim,
                 config.mining,
                 config.margin,
@@ -97,7 +98,8 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
             html.push_str(
                 "<p>Training: the loss and accuracy of the run's own mining strategy (e.g. batch-all: active \
                  triplets only). Validation: fixed triplets (a validation photo, a training photo of its species, a \
-                 validation photo of another species), the same every epoch.</p>",
+                 validation photo of another species), the same every epoch. Prototype top-1: validation photos \
+                 nearest to their species' prototype (training photos' mean), which picks the best epoch.</p>",
             );
         }
         if let Some(dump) = &run.embeddings {
@@ -184,7 +186,7 @@ fn drawn<T, E: std::fmt::Display>(result: Result<T, E>) -> anyhow::Result<T> {
     result.map_err(|e| anyhow!("drawing a chart: {e}"))
 }
 
-/// Loss and triplet accuracy per epoch, training and validation.
+/// Loss and accuracies per epoch, training and validation.
 pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (1100, 440)).into_drawing_area();
     drawn(root.fill(&WHITE))?;
@@ -194,20 +196,24 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
     let top_loss = metrics.iter().flat_map(|m| [m.train_loss, m.validation_loss]).fold(0.0, f64::max) * 1.15;
     type Series<'a> = (&'a str, RGBColor, fn(&EpochMetrics) -> f64);
     // Legends go where the curves are not: losses fall, accuracies rise.
-    let panels: [(&DrawingArea<_, _>, &str, f64, SeriesLabelPosition, [Series; 2]); 2] = [
+    let panels: [(&DrawingArea<_, _>, &str, f64, SeriesLabelPosition, &[Series]); 2] = [
         (
             &left,
             "triplet loss",
             top_loss.max(1e-3),
             SeriesLabelPosition::LowerLeft,
-            [("train", BLUE, |m| m.train_loss), ("validation", RED, |m| m.validation_loss)],
+            &[("train", BLUE, |m| m.train_loss), ("validation", RED, |m| m.validation_loss)],
         ),
         (
             &right,
-            "triplet accuracy",
+            "accuracy",
             1.0,
             SeriesLabelPosition::LowerRight,
-            [("train", BLUE, |m| m.train_triplet_accuracy), ("validation", RED, |m| m.validation_triplet_accuracy)],
+            &[
+                ("train (triplets)", BLUE, |m| m.train_triplet_accuracy),
+                ("validation (triplets)", RED, |m| m.validation_triplet_accuracy),
+                ("validation (prototype top-1)", GREEN, |m| m.validation_prototype_accuracy),
+            ],
         ),
     ];
     for (area, caption, top, legend_at, series) in panels {
@@ -229,7 +235,7 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
                 .label_style(("sans-serif", 15))
                 .draw(),
         )?;
-        for (label, colour, value) in series {
+        for &(label, colour, value) in series {
             let points: Vec<(f64, f64)> = metrics.iter().map(|m| (m.epoch as f64, value(m))).collect();
             drawn(chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2))))?
                 .label(label)

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{config, make_photos, run};
-use sporeprint_host::export::{self, ExportArgs, Variant};
+use sporeprint_host::export::{self, ExportArgs, Precision};
 use sporeprint_host::mining::Mining;
 use sporeprint_host::model::head::HeadKind;
 use sporeprint_host::model::{BackboneKind, EmbeddingNet};
@@ -116,7 +116,7 @@ fn export_args(run: &Path, out: &Path) -> ExportArgs {
         out: out.into(),
         data: None,
         int8: true,
-        default_variant: Variant::Fp32,
+        default_variant: Precision::Fp32,
         calibration: None,
         int8_scales: WeightScales::PerChannel,
         calibration_photos: 50,

@@ -25,6 +25,8 @@ pub mod embedder;
 #[cfg(feature = "std")]
 pub mod image_io;
 #[cfg(feature = "std")]
+pub mod manifest;
+#[cfg(feature = "std")]
 pub mod store;
 
 pub use classify::{Identification, MAX_TOP_K, Match};

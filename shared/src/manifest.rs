@@ -1,0 +1,102 @@
+//! `model.toml`: what a model folder holds. The host's exporter writes it, the device reads it;
+//! both through these types.
+//!
+//! A model folder has one or more variants (`fp32`, `int8`), each an ONNX embedder with the
+//! prototype table built by running exactly that embedder; `default` names the one a device
+//! uses unless told otherwise.
+
+use crate::preprocess::PreprocessSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::string::String;
+
+pub const MANIFEST: &str = "model.toml";
+pub const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// e.g. `efficientnet-lite0`.
+    pub backbone: String,
+    pub head: String,
+    pub embedding_dim: u32,
+    pub preprocess: PreprocessSpec,
+    /// The entry of `variants` a device uses unless told otherwise.
+    pub default: String,
+    pub variants: BTreeMap<String, Variant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained: Option<Trained>,
+}
+
+/// One exported embedder, its table, and how it measured at export time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// File names, relative to the model folder.
+    pub embedder: String,
+    pub prototypes: String,
+    pub embedder_bytes: u64,
+    /// SHA-256 of the embedder file (hex): the table's header holds the same.
+    pub fingerprint: String,
+    /// Cosine to the trained network's embeddings on the same photos: worst and mean.
+    pub min_cosine: f64,
+    pub mean_cosine: f64,
+    pub species: usize,
+    pub open_set_threshold: f32,
+    pub validation_prototype_top1: f64,
+    pub validation_prototype_top3: f64,
+    pub validation_knn5: f64,
+    pub validation_known_rejected: f64,
+}
+
+/// Where the weights came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    pub run: PathBuf,
+    pub mining: String,
+    pub unseen_species_held_out: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: cannot read the model description: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a valid model description: {problem}", path.display())]
+    Invalid { path: PathBuf, problem: String },
+    #[error("{}: no variant {wanted:?} (this model has: {available})", path.display())]
+    NoVariant { path: PathBuf, wanted: String, available: String },
+}
+
+impl Manifest {
+    /// Reads `dir/model.toml`.
+    pub fn read(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Invalid {
+            path: path.clone(),
+            problem: std::string::ToString::to_string(&e),
+        })?;
+        if manifest.format != FORMAT {
+            return Err(ManifestError::Invalid {
+                path,
+                problem: std::format!("format {} (this build reads format {FORMAT})", manifest.format),
+            });
+        }
+        Ok(manifest)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a manifest always serialises")
+    }
+
+    /// The named variant, or the default one.
+    pub fn variant(&self, dir: &Path, wanted: Option<&str>) -> Result<&Variant, ManifestError> {
+        let wanted = wanted.unwrap_or(&self.default);
+        self.variants.get(wanted).ok_or_else(|| ManifestError::NoVariant {
+            path: dir.join(MANIFEST),
+            wanted: wanted.into(),
+            available: self.variants.keys().cloned().collect::<std::vec::Vec<_>>().join(", "),
+        })
+    }
+}
