@@ -2,3 +2,5 @@
 //! Each command is a module; `main.rs` only parses arguments and calls into here.
 
 pub mod cli;
+pub mod identify;
+pub mod model;

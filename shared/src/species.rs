@@ -76,6 +76,7 @@ impl fmt::Debug for Name {
 /// What eating it does. Coarse on purpose: it drives the badge and the warnings on screen, it is
 /// not a field guide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Edibility {
     Edible,
     Inedible,

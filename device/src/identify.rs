@@ -1,0 +1,91 @@
+//! `identify`: one answer per photo, from the nearest prototypes.
+
+use crate::model::Model;
+use serde::Serialize;
+use sporeprint_shared::{Edibility, Table};
+use std::path::{Path, PathBuf};
+
+/// One photo's answer (a line of `identify --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Answer {
+    pub path: PathBuf,
+    /// The identified species; `None` when it is unknown (beyond the open-set threshold).
+    pub species: Option<String>,
+    pub edibility: Option<Edibility>,
+    pub top: Vec<Candidate>,
+    pub unknown: bool,
+    /// What a forager must read before anything else, if anything.
+    pub warning: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub species: String,
+    pub distance: f32,
+    pub confidence: f32,
+    pub edibility: Edibility,
+}
+
+/// Embeds the photo at `path` and finds its nearest species.
+pub fn identify(model: &Model, table: &Table, path: &Path, top_k: usize) -> anyhow::Result<Answer> {
+    let embedding = model.embedder.embed_file(path)?;
+    let found = table.identify(&embedding, top_k)?;
+    let entry = |index: usize| &table.entries()[index];
+    let top: Vec<Candidate> = found
+        .top
+        .iter()
+        .map(|m| Candidate {
+            species: entry(m.index).name.as_str().into(),
+            distance: m.distance,
+            confidence: m.confidence,
+            edibility: entry(m.index).edibility,
+        })
+        .collect();
+    let answer = found.species().map(|m| entry(m.index));
+    let warning = match (answer, found.lookalike) {
+        (None, _) => Some("unknown species: not in this table. Do not eat.".to_string()),
+        (Some(_), Some(lookalike)) => Some(format!(
+            "looks like {} ({}), a dangerous look-alike, too. Do not eat.",
+            entry(lookalike.index).name.as_str(),
+            entry(lookalike.index).edibility
+        )),
+        (Some(species), None) if species.edibility.is_dangerous() => {
+            Some(format!("{} is {}.", species.name.as_str(), species.edibility))
+        }
+        _ => None,
+    };
+    Ok(Answer {
+        path: path.into(),
+        species: answer.map(|e| e.name.as_str().into()),
+        edibility: answer.map(|e| e.edibility),
+        top,
+        unknown: found.unknown,
+        warning,
+    })
+}
+
+/// The answer as a person reads it.
+pub fn describe(answer: &Answer) -> String {
+    let mut text = format!("{}: ", answer.path.display());
+    match (&answer.species, answer.edibility) {
+        (Some(species), Some(edibility)) => {
+            let confidence = answer.top.first().map_or(0.0, |c| c.confidence);
+            text.push_str(&format!("{species} ({edibility}), confidence {:.0}%", 100.0 * confidence));
+        }
+        _ => text.push_str("unknown species"),
+    }
+    if let Some(warning) = &answer.warning {
+        text.push_str(&format!("\n  WARNING: {warning}"));
+    }
+    for (rank, c) in answer.top.iter().enumerate() {
+        text.push_str(&format!(
+            "\n  {}. {} ({}) distance {:.3}, confidence {:.0}%",
+            rank + 1,
+            c.species,
+            c.edibility,
+            c.distance,
+            100.0 * c.confidence
+        ));
+    }
+    text
+}

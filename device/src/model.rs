@@ -1,0 +1,82 @@
+//! The model a device runs and the prototype table it answers from.
+//!
+//! - Model folder: `--model DIR`, else `SPOREPRINT_MODEL`, else the repository's `models/default`.
+//!   Its `model.toml` names the variants; the embedder's SHA-256 must be the one recorded there.
+//! - Table: `--table FILE`, else a per-user state file (`$XDG_STATE_HOME/sporeprint/`, or
+//!   `~/.local/state/sporeprint/`) named after the model's fingerprint. A table file that does
+//!   not exist yet starts as a copy of the model's shipped table; the shipped files themselves
+//!   are never written.
+
+use anyhow::{Context, bail};
+use sporeprint_shared::embedder::Embedder;
+use sporeprint_shared::manifest::{Manifest, Variant};
+use sporeprint_shared::{Table, store};
+use std::path::{Path, PathBuf};
+
+pub struct Model {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub variant_name: String,
+    pub variant: Variant,
+    pub embedder: Embedder,
+}
+
+/// `--model`, else `SPOREPRINT_MODEL`, else the repository's shipped default.
+pub fn model_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SPOREPRINT_MODEL").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default"))
+}
+
+impl Model {
+    /// Loads the folder's `variant` (default: the manifest's) and checks the embedder is the
+    /// file the manifest describes.
+    pub fn open(dir: &Path, variant: Option<&str>) -> anyhow::Result<Model> {
+        let manifest = Manifest::read(dir)?;
+        let chosen = manifest.variant(dir, variant)?.clone();
+        let variant_name = variant.unwrap_or(&manifest.default).to_string();
+        let path = dir.join(&chosen.embedder);
+        let embedder = Embedder::load(&path, manifest.preprocess)?;
+        if embedder.fingerprint().to_string() != chosen.fingerprint {
+            bail!(
+                "{}: this file's SHA-256 is {}, but {} says {}: the model folder is inconsistent",
+                path.display(),
+                embedder.fingerprint(),
+                dir.join(sporeprint_shared::manifest::MANIFEST).display(),
+                chosen.fingerprint
+            );
+        }
+        Ok(Model { dir: dir.into(), manifest, variant_name, variant: chosen, embedder })
+    }
+
+    /// The table shipped with this variant.
+    pub fn shipped_table(&self) -> PathBuf {
+        self.dir.join(&self.variant.prototypes)
+    }
+
+    /// Where this user's table lives unless `--table` says otherwise.
+    pub fn default_table(&self) -> PathBuf {
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let fingerprint = self.embedder.fingerprint().to_string();
+        state.join("sporeprint").join(format!("{}-{}.bin", self.variant_name, &fingerprint[..16]))
+    }
+
+    /// The table at `path` (or the default one), created from the shipped table when missing,
+    /// and checked to belong to this model.
+    pub fn open_table(&self, path: Option<&Path>) -> anyhow::Result<(PathBuf, Table)> {
+        let path = path.map(Path::to_path_buf).unwrap_or_else(|| self.default_table());
+        let (fingerprint, dim) = (self.embedder.fingerprint(), self.embedder.dim());
+        if !path.exists() {
+            let shipped: Table = store::load_for_model(&self.shipped_table(), &fingerprint, dim)?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
+            }
+            store::save(&path, &shipped)?;
+        }
+        let table = store::load_for_model(&path, &fingerprint, dim)?;
+        Ok((path, table))
+    }
+}
