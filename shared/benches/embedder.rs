@@ -5,7 +5,6 @@
 
 use sporeprint_shared::PreprocessSpec;
 use sporeprint_shared::embedder::Embedder;
-use std::path::PathBuf;
 use std::time::Instant;
 
 fn main() {
@@ -17,7 +16,7 @@ fn main() {
     let spec = PreprocessSpec::EFFICIENTNET_LITE;
     let input: Vec<f32> = (0..spec.tensor_len()).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
     println!("| model | size (MB) | median (ms) | p10 | p90 |\n|---|---|---|---|---|");
-    for path in std::env::split_paths(&models).map(PathBuf::from) {
+    for path in std::env::split_paths(&models) {
         let embedder = Embedder::load(&path, spec).unwrap_or_else(|e| panic!("{e}"));
         for _ in 0..5 {
             embedder.embed_input(&input).unwrap();
