@@ -76,6 +76,9 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
          <h1>sporeprint report</h1>",
     );
     html.push_str(&comparison(&runs));
+    let markdown = args.out.join("comparison.md");
+    std::fs::write(&markdown, comparison_markdown(&runs))
+        .with_context(|| format!("{}: cannot write", markdown.display()))?;
     for run in &runs {
         let _ = write!(html, "<h2>{}</h2>", escape(&run.name));
         if let Some(config) = &run.config {
@@ -141,6 +144,43 @@ fn comparison(runs: &[Run]) -> String {
     }
     html.push_str("</table>");
     html
+}
+
+/// The comparison as a Markdown table (for READMEs and notes): one row per run and variant.
+fn comparison_markdown(runs: &[Run]) -> String {
+    let mut text = String::from(
+        "| run | variant | triplet | centroid | 5-NN | proto top-1 | proto top-3 | P@1 unseen | MAP@R unseen \
+         | 1-shot (study) | 3-shot (study) | 1-shot top-1 | 3-shot top-1 | unseen rejected |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | study (2019) | | | | 65.1 | | | | | 20 | 28 | | | |\n",
+    );
+    for run in runs {
+        let Some(eval) = &run.eval else { continue };
+        for v in &eval.variants {
+            let shot = |k: usize, f: &dyn Fn(&crate::eval::KShot) -> f64| {
+                v.kshot.iter().find(|s| s.shots == k).map_or(String::new(), |s| pct(f(s)))
+            };
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                run.name,
+                v.variant,
+                pct(v.triplet_accuracy),
+                pct(v.centroid_accuracy),
+                pct(v.knn_accuracy),
+                pct(v.prototype_top1),
+                pct(v.prototype_top3),
+                pct(v.unseen_retrieval.precision_at_1),
+                pct(v.unseen_retrieval.map_at_r),
+                shot(1, &|s| s.study_top3_photos.mean),
+                shot(3, &|s| s.study_top3_photos.mean),
+                shot(1, &|s| s.prototype_top1.mean),
+                shot(3, &|s| s.prototype_top1.mean),
+                pct(v.open_set.unseen_rejected),
+            );
+        }
+    }
+    text
 }
 
 fn row(name: &str, v: &VariantReport) -> String {

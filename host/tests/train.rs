@@ -200,6 +200,11 @@ fn eval_measures_a_trained_run_on_every_variant() {
     assert_eq!(html.matches("data:image/png;base64").count(), 2);
     assert!(html.matches("data:image/jpeg;base64").count() >= 6, "query and neighbour thumbnails");
     assert!(html.contains("<td>study (2019)</td>") && html.contains(&format!("<td>{name}</td><td>plain</td>")));
+    let green = curves.pixels().filter(|p| p.0 == [0, 255, 0]).count();
+    assert!(green > 100, "validation prototype accuracy drawn: {green} pixels");
+    let markdown = std::fs::read_to_string(charts.path().join("comparison.md")).unwrap();
+    assert_eq!(markdown.lines().count(), 3 + 5, "header, rule, the study, and a row per variant");
+    assert!(markdown.contains(&format!("| {name} | centred+flip+crops |")), "{markdown}");
 }
 
 /// The real collection splits as the study did. Needs SPOREPRINT_DATA (skipped when unset).
