@@ -239,10 +239,10 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
     let panels: [(&DrawingArea<_, _>, &str, f64, SeriesLabelPosition, &[Series]); 2] = [
         (
             &left,
-            "triplet loss",
+            "loss",
             top_loss.max(1e-3),
-            SeriesLabelPosition::LowerLeft,
-            &[("train", BLUE, |m| m.train_loss), ("validation", RED, |m| m.validation_loss)],
+            SeriesLabelPosition::UpperRight,
+            &[("train (the run's own loss)", BLUE, |m| m.train_loss), ("validation (triplets)", RED, |m| m.validation_loss)],
         ),
         (
             &right,
@@ -250,7 +250,7 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
             1.0,
             SeriesLabelPosition::LowerRight,
             &[
-                ("train (triplets)", BLUE, |m| m.train_triplet_accuracy),
+                ("train (the run's own)", BLUE, |m| m.train_triplet_accuracy),
                 ("validation (triplets)", RED, |m| m.validation_triplet_accuracy),
                 ("validation (prototype top-1)", GREEN, |m| m.validation_prototype_accuracy),
             ],
