@@ -242,7 +242,10 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
             "loss",
             top_loss.max(1e-3),
             SeriesLabelPosition::UpperRight,
-            &[("train (the run's own loss)", BLUE, |m| m.train_loss), ("validation (triplets)", RED, |m| m.validation_loss)],
+            &[
+                ("train (the run's own loss)", BLUE, |m| m.train_loss),
+                ("validation (triplets)", RED, |m| m.validation_loss),
+            ],
         ),
         (
             &right,
