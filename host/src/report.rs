@@ -122,24 +122,82 @@ fn pct(x: f64) -> String {
     format!("{:.1}", 100.0 * x)
 }
 
+/// The comparison's columns after the run and variant names, and the study's row in them.
+const COLUMNS: [&str; 13] = [
+    "triplet acc",
+    "centroid",
+    "5-NN",
+    "proto top-1",
+    "proto top-3",
+    "P@1 unseen",
+    "MAP@R unseen",
+    "NMI unseen",
+    "1-shot (study)",
+    "3-shot (study)",
+    "1-shot proto top-1",
+    "3-shot proto top-1",
+    "unseen rejected",
+];
+const STUDY: [&str; 13] = ["", "", "65.1", "", "", "", "", "", "20", "28", "", "", ""];
+
+/// One variant's numbers, in the order of [`COLUMNS`].
+fn cells(v: &VariantReport) -> Vec<String> {
+    let shot = |k: usize, f: &dyn Fn(&crate::eval::KShot) -> f64| {
+        v.kshot.iter().find(|s| s.shots == k).map_or(String::new(), |s| pct(f(s)))
+    };
+    vec![
+        pct(v.triplet_accuracy),
+        pct(v.centroid_accuracy),
+        pct(v.knn_accuracy),
+        pct(v.prototype_top1),
+        pct(v.prototype_top3),
+        pct(v.unseen_retrieval.precision_at_1),
+        pct(v.unseen_retrieval.map_at_r),
+        format!("{:.3}", v.unseen_nmi),
+        shot(1, &|s| s.study_top3_photos.mean),
+        shot(3, &|s| s.study_top3_photos.mean),
+        shot(1, &|s| s.prototype_top1.mean),
+        shot(3, &|s| s.prototype_top1.mean),
+        pct(v.open_set.unseen_rejected),
+    ]
+}
+
+fn html_row(tag: &str, cells: &[String]) -> String {
+    let cells: String = cells.iter().map(|c| format!("<{tag}>{}</{tag}>", escape(c))).collect();
+    format!("<tr>{cells}</tr>")
+}
+
+fn markdown_row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
+fn with_names(run: &str, variant: &str, rest: &[String]) -> Vec<String> {
+    [run.to_string(), variant.to_string()].into_iter().chain(rest.iter().cloned()).collect()
+}
+
+fn header() -> Vec<String> {
+    with_names("run", "variant", &COLUMNS.map(String::from))
+}
+
+fn study() -> Vec<String> {
+    with_names("study (2019)", "", &STUDY.map(String::from))
+}
+
 /// One row per run: the plain variant's numbers (and the best variant's where it differs).
 fn comparison(runs: &[Run]) -> String {
     let mut html = String::from(
         "<h2>Comparison</h2><p>Percentages; k-shot: mean over random draws. Study: ResNet-50 + 3 linear layers, \
-         triplet loss, its best numbers (5-NN: base 128).</p><table><tr><th>run</th><th>variant</th>\
-         <th>triplet acc</th><th>centroid</th><th>5-NN</th><th>proto top-1</th><th>proto top-3</th>\
-         <th>P@1 unseen</th><th>MAP@R unseen</th><th>NMI unseen</th><th>1-shot (study)</th>\
-         <th>3-shot (study)</th><th>1-shot proto top-1</th><th>3-shot proto top-1</th><th>unseen rejected</th></tr>\
-         <tr><td>study (2019)</td><td></td><td></td><td></td><td>65.1</td><td></td><td></td><td></td><td></td><td></td>\
-         <td>20</td><td>28</td><td></td><td></td><td></td></tr>",
+         triplet loss, its best numbers (5-NN: base 128).</p><table>",
     );
+    html.push_str(&html_row("th", &header()));
+    html.push_str(&html_row("td", &study()));
     for run in runs {
         let Some(eval) = &run.eval else { continue };
         let best = eval.variants.iter().max_by(|a, b| a.knn_accuracy.total_cmp(&b.knn_accuracy));
         let plain = eval.variants.iter().find(|v| v.variant == "plain");
         for v in plain.into_iter().chain(best.filter(|b| Some(b.variant.as_str()) != plain.map(|p| p.variant.as_str())))
         {
-            html.push_str(&row(&run.name, v));
+            html.push_str(&html_row("td", &with_names(&run.name, &v.variant, &cells(v))));
         }
     }
     html.push_str("</table>");
@@ -148,64 +206,16 @@ fn comparison(runs: &[Run]) -> String {
 
 /// The comparison as a Markdown table (for READMEs and notes): one row per run and variant.
 fn comparison_markdown(runs: &[Run]) -> String {
-    let mut text = String::from(
-        "| run | variant | triplet | centroid | 5-NN | proto top-1 | proto top-3 | P@1 unseen | MAP@R unseen \
-         | 1-shot (study) | 3-shot (study) | 1-shot top-1 | 3-shot top-1 | unseen rejected |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
-         | study (2019) | | | | 65.1 | | | | | 20 | 28 | | | |\n",
-    );
+    let mut text = markdown_row(&header());
+    text.push_str(&markdown_row(&vec!["---".to_string(); 2 + COLUMNS.len()]));
+    text.push_str(&markdown_row(&study()));
     for run in runs {
         let Some(eval) = &run.eval else { continue };
         for v in &eval.variants {
-            let shot = |k: usize, f: &dyn Fn(&crate::eval::KShot) -> f64| {
-                v.kshot.iter().find(|s| s.shots == k).map_or(String::new(), |s| pct(f(s)))
-            };
-            let _ = writeln!(
-                text,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                run.name,
-                v.variant,
-                pct(v.triplet_accuracy),
-                pct(v.centroid_accuracy),
-                pct(v.knn_accuracy),
-                pct(v.prototype_top1),
-                pct(v.prototype_top3),
-                pct(v.unseen_retrieval.precision_at_1),
-                pct(v.unseen_retrieval.map_at_r),
-                shot(1, &|s| s.study_top3_photos.mean),
-                shot(3, &|s| s.study_top3_photos.mean),
-                shot(1, &|s| s.prototype_top1.mean),
-                shot(3, &|s| s.prototype_top1.mean),
-                pct(v.open_set.unseen_rejected),
-            );
+            text.push_str(&markdown_row(&with_names(&run.name, &v.variant, &cells(v))));
         }
     }
     text
-}
-
-fn row(name: &str, v: &VariantReport) -> String {
-    let shot = |k: usize, f: &dyn Fn(&crate::eval::KShot) -> f64| {
-        v.kshot.iter().find(|s| s.shots == k).map_or(String::new(), |s| pct(f(s)))
-    };
-    format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-         <td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        escape(name),
-        v.variant,
-        pct(v.triplet_accuracy),
-        pct(v.centroid_accuracy),
-        pct(v.knn_accuracy),
-        pct(v.prototype_top1),
-        pct(v.prototype_top3),
-        pct(v.unseen_retrieval.precision_at_1),
-        pct(v.unseen_retrieval.map_at_r),
-        v.unseen_nmi,
-        shot(1, &|s| s.study_top3_photos.mean),
-        shot(3, &|s| s.study_top3_photos.mean),
-        shot(1, &|s| s.prototype_top1.mean),
-        shot(3, &|s| s.prototype_top1.mean),
-        pct(v.open_set.unseen_rejected),
-    )
 }
 
 fn escape(text: &str) -> String {
