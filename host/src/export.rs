@@ -106,6 +106,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     let collection = Collection::scan(&data)?;
     let split = collection.split(config.unseen, config.seed)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    ensure!(args.int8 || args.default_variant == Precision::Fp32, "--default-variant int8 needs --int8");
     let spec = config.backbone.preprocess();
     let net = &network.net;
     let (size, dim) = (net.input_size(), net.dim);
@@ -118,21 +119,14 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     let embedding = net.export_into(&mut float);
     let probes = float.probes().to_vec();
     let fp32_model = float.into_model(&embedding, size, dim, &net.describe());
-    ensure!(args.int8 || args.default_variant == Precision::Fp32, "--default-variant int8 needs --int8");
-    let fp32 = write_variant(
+    let fp32 = prepare_variant(
         &args.out,
         (EMBEDDER, PROTOTYPES),
         &onnx::encode(&fp32_model),
         (&collection, &split, &inputs, &reference),
-        args.keep,
-        spec,
+        Agreement::Worst(PARITY_COSINE),
+        (args.keep, spec),
     )?;
-    ensure!(
-        fp32.min_cosine >= PARITY_COSINE,
-        "{}: the exported model disagrees with the trained one (cosine {:.6} < {PARITY_COSINE})",
-        args.out.join(EMBEDDER).display(),
-        fp32.min_cosine
-    );
 
     let int8 = if args.int8 {
         let photos = calibration_photos(args, &split)?;
@@ -143,29 +137,35 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
         let mut quantized = Graph::int8(ranges, args.int8_scales);
         let embedding = net.export_into(&mut quantized);
         let model = quantized.into_model(&embedding, size, dim, &format!("{} (int8)", net.describe()));
-        let int8 = write_variant(
+        let int8 = prepare_variant(
             &args.out,
             (EMBEDDER_INT8, PROTOTYPES_INT8),
             &onnx::encode(&model),
             (&collection, &split, &inputs, &reference),
-            args.keep,
-            spec,
+            Agreement::Mean(INT8_COSINE),
+            (args.keep, spec),
         )?;
-        ensure!(
-            int8.mean_cosine >= INT8_COSINE,
-            "{}: int8 embeddings drift from the trained model's (mean cosine {:.4} < {INT8_COSINE})",
-            args.out.join(EMBEDDER_INT8).display(),
-            int8.mean_cosine
-        );
         Some(int8)
     } else {
+        None
+    };
+
+    // Every variant passed: write the files, model.toml last (it names the others).
+    for prepared in std::iter::once(&fp32).chain(&int8) {
+        prepared.write(&args.out)?;
+    }
+    if int8.is_none() {
         // An earlier export's int8 files would no longer match: remove them.
         for stale in [EMBEDDER_INT8, PROTOTYPES_INT8] {
             let _ = std::fs::remove_file(args.out.join(stale));
         }
-        None
+    }
+    let summary = ExportSummary {
+        out: args.out.clone(),
+        default: args.default_variant,
+        fp32: fp32.variant,
+        int8: int8.map(|p| p.variant),
     };
-    let summary = ExportSummary { out: args.out.clone(), default: args.default_variant, fp32, int8 };
     write_manifest(&args.out, &config, &summary)?;
     Ok(summary)
 }
@@ -209,18 +209,41 @@ fn reference_embeddings(network: &Network, inputs: &Inputs, spec: PreprocessSpec
 /// Photos the parity check compares.
 const PARITY_PHOTOS: usize = 16;
 
-/// Writes one exported model and the prototype table made with it; measures it on the way.
-fn write_variant(
+/// How close an exported model's embeddings must be to the trained network's (cosine).
+enum Agreement {
+    /// On every photo compared (a float graph must be the network).
+    Worst(f64),
+    /// On average (a quantized graph only approximates it).
+    Mean(f64),
+}
+
+/// An exported model, measured, with the prototype table made with it: not yet written.
+struct Prepared {
+    bytes: Vec<u8>,
+    table: Table,
+    variant: manifest::Variant,
+}
+
+impl Prepared {
+    fn write(&self, out: &Path) -> anyhow::Result<()> {
+        let path = out.join(&self.variant.embedder);
+        store::write_atomically(&path, &self.bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(store::save(&out.join(&self.variant.prototypes), &self.table)?)
+    }
+}
+
+/// Measures one exported model and builds its prototype table; refuses a model that does not
+/// agree with the trained network (nothing is written until every variant passed).
+fn prepare_variant(
     out: &Path,
     (embedder_name, table_name): (&str, &str),
     bytes: &[u8],
     (collection, split, inputs, reference): (&Collection, &Split, &Inputs, &[Vec<f32>]),
-    keep: f64,
-    spec: PreprocessSpec,
-) -> anyhow::Result<manifest::Variant> {
+    agreement: Agreement,
+    (keep, spec): (f64, PreprocessSpec),
+) -> anyhow::Result<Prepared> {
     let path = out.join(embedder_name);
-    store::write_atomically(&path, bytes).with_context(|| format!("{}: cannot write", path.display()))?;
-    let embedder = Embedder::load(&path, spec)?;
+    let embedder = Embedder::from_bytes(bytes, spec).with_context(|| format!("{}", path.display()))?;
 
     let embed = |rows: &[Vec<f32>], label: &str| -> anyhow::Result<Vec<Vec<f32>>> {
         let bar = crate::pipeline::progress(rows.len() as u64, label);
@@ -229,6 +252,22 @@ fn write_variant(
     let train = embed(&inputs.train, &format!("{embedder_name}: training photos"))?;
     let validation = embed(&inputs.validation, &format!("{embedder_name}: validation photos"))?;
     let cosines: Vec<f64> = reference.iter().zip(&train).map(|(r, e)| vector::cosine_similarity(r, e) as f64).collect();
+    let (worst, mean) = (
+        cosines.iter().copied().fold(f64::INFINITY, f64::min),
+        cosines.iter().sum::<f64>() / cosines.len().max(1) as f64,
+    );
+    match agreement {
+        Agreement::Worst(least) => ensure!(
+            worst >= least,
+            "{}: the exported model disagrees with the trained one (cosine {worst:.6} < {least}); nothing written",
+            path.display()
+        ),
+        Agreement::Mean(least) => ensure!(
+            mean >= least,
+            "{}: its embeddings drift from the trained model's (mean cosine {mean:.4} < {least}); nothing written",
+            path.display()
+        ),
+    }
 
     let train_labels: Vec<usize> = split.train.iter().map(|s| s.label).collect();
     let validation_labels: Vec<usize> = split.validation.iter().map(|s| s.label).collect();
@@ -258,15 +297,14 @@ fn write_variant(
         };
         table.add_species(new, &shots).with_context(|| format!("species {:?}", species.name))?;
     }
-    store::save(&out.join(table_name), &table)?;
 
-    Ok(manifest::Variant {
+    let variant = manifest::Variant {
         embedder: embedder_name.into(),
         prototypes: table_name.into(),
         embedder_bytes: bytes.len() as u64,
         fingerprint: embedder.fingerprint().to_string(),
-        min_cosine: cosines.iter().copied().fold(f64::INFINITY, f64::min),
-        mean_cosine: cosines.iter().sum::<f64>() / cosines.len().max(1) as f64,
+        min_cosine: worst,
+        mean_cosine: mean,
         species: table.len(),
         open_set_threshold: threshold,
         validation_prototype_top1: metrics::prototype_accuracy(&validation, &validation_labels, &calibration, 1),
@@ -274,7 +312,8 @@ fn write_variant(
         validation_knn5: metrics::knn_accuracy(&validation, &validation_labels, &train, &train_labels, 5),
         validation_known_rejected: nearest.iter().filter(|&&d| d > threshold).count() as f64
             / nearest.len().max(1) as f64,
-    })
+    };
+    Ok(Prepared { bytes: bytes.to_vec(), table, variant })
 }
 
 /// The calibration photos: `--calibration` (recursively) or the training photos, at most
