@@ -161,18 +161,16 @@ fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> 
         if features { network.net.features_t(images, false) } else { network.net.forward_t(images, false) }
     };
     let all: Vec<usize> = (0..cache.len()).collect();
+    let straight = network.run_batches(&all, |chunk| cache.batch(chunk, None), run);
+    let mirrored = network.run_batches(&all, |chunk| cache.mirrored_batch(chunk), run);
+    // Views 0 and 1 are the centre crop and its mirror: already embedded above.
     let views = views.then(|| {
-        let count = ENROLLMENT_VIEWS as i64;
-        let sum = (0..ENROLLMENT_VIEWS)
+        let sum = (2..ENROLLMENT_VIEWS)
             .map(|view| network.run_batches(&all, |chunk| cache.view_batch(chunk, view), run))
-            .fold(None, |sum: Option<Tensor>, t| Some(sum.map_or(t.shallow_clone(), |s| s + t)));
-        rows(&(sum.expect("views") / count))
+            .fold(&straight + &mirrored, |sum, t| sum + t);
+        rows(&(sum / ENROLLMENT_VIEWS as i64))
     });
-    Raw {
-        straight: rows(&network.run_batches(&all, |chunk| cache.batch(chunk, None), run)),
-        mirrored: rows(&network.run_batches(&all, |chunk| cache.mirrored_batch(chunk), run)),
-        views,
-    }
+    Raw { straight: rows(&straight), mirrored: rows(&mirrored), views }
 }
 
 /// `image_io::enrollment_views`: 5 crops, each also mirrored.

@@ -72,10 +72,6 @@ pub struct Quantization {
 }
 
 impl Quantization {
-    fn for_range_of((low, high): (f32, f32)) -> Quantization {
-        Quantization::for_range(low, high)
-    }
-
     /// The uint8 grid covering `[low, high]` (widened to include 0, which must be exact).
     pub fn for_range(low: f32, high: f32) -> Quantization {
         let (low, high) = (low.min(0.0), high.max(0.0));
@@ -213,15 +209,8 @@ impl Graph {
     }
 
     pub fn constant_f32(&mut self, hint: &str, values: &[f32], dims: &[i64]) -> String {
-        let name = self.fresh(hint);
-        self.initializers.push(pb::TensorProto {
-            name: name.clone(),
-            dims: dims.to_vec(),
-            data_type: DataType::Float as i32,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        name
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constant_raw(hint, DataType::Float, raw, dims)
     }
 
     /// A constant of raw bytes with the given ONNX element type (quantized weights, zero points).
@@ -304,7 +293,8 @@ impl Graph {
             return out;
         };
         let (low, high) = self.probe("");
-        let output = Quantization::for_range_of(activation.clamp(low, high));
+        let (low, high) = activation.clamp(low, high);
+        let output = Quantization::for_range(low, high);
         let per_channel = self.weight_scales() == WeightScales::PerChannel;
         let kernel = weight.size();
         let (w, w_scales) = if per_channel {
