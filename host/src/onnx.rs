@@ -297,20 +297,17 @@ impl Graph {
         let output = Quantization::for_range(low, high);
         let per_channel = self.weight_scales() == WeightScales::PerChannel;
         let kernel = weight.size();
-        let (w, w_scales) = if per_channel {
-            let mut bytes = vec![];
-            let mut scales = vec![];
-            for c in 0..kernel[0] {
-                let (b, sc) = quantize_weights(&weight.get(c));
-                bytes.extend(b);
-                scales.push(sc);
-            }
-            (bytes, scales)
-        } else {
-            let (b, sc) = quantize_weights(&weight);
-            (b, vec![sc; kernel[0] as usize])
-        };
         let bias: Vec<f32> = Vec::try_from(bias.to_kind(Kind::Float)).expect("float bias");
+        let channels: Vec<Vec<f32>> = (0..kernel[0])
+            .map(|c| Vec::try_from(weight.get(c).detach().to_kind(Kind::Float).flatten(0, -1)).expect("float weights"))
+            .collect();
+        let mut w_scales: Vec<f32> =
+            channels.iter().zip(&bias).map(|(w, &b)| weight_scale(w, b, input.scale)).collect();
+        if !per_channel {
+            let widest = w_scales.iter().fold(0f32, |m, &s| m.max(s));
+            w_scales.fill(widest);
+        }
+        let w: Vec<u8> = channels.iter().zip(&w_scales).flat_map(|(c, &s)| quantize_weights(c, s)).collect();
         let bias_q: Vec<u8> = bias
             .iter()
             .zip(&w_scales)
@@ -502,12 +499,22 @@ fn attribute(name: &str, value: Attribute) -> pb::AttributeProto {
 }
 
 /// Int8 weights, symmetric with one scale for the whole tensor: (bytes, scale).
-pub fn quantize_weights(weight: &Tensor) -> (Vec<u8>, f32) {
-    let values: Vec<f32> = Vec::try_from(weight.detach().to_kind(Kind::Float).flatten(0, -1)).expect("float weights");
-    let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = (max / 127.0).max(1e-12);
-    let bytes = values.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8).collect();
-    (bytes, scale)
+/// Largest magnitude of a quantized bias: the int32 accumulator must keep room for the sum of
+/// products (at most 255 * 127 * taps) on top of it.
+const MAX_QUANTIZED_BIAS: f32 = (1 << 24) as f32;
+
+/// The symmetric int8 scale of one output channel's `weights`: its largest magnitude maps to 127.
+/// A channel whose weights are (nearly) zero but whose bias is not — batch norm folded with a
+/// vanishing gamma — gets a scale wide enough for `bias / (input_scale * scale)` to fit the
+/// accumulator; otherwise that bias would be quantized to ±2^31 and overflow the convolution.
+pub fn weight_scale(weights: &[f32], bias: f32, input_scale: f32) -> f32 {
+    let max = weights.iter().fold(0f32, |m, v| m.max(v.abs()));
+    (max / 127.0).max(bias.abs() / (input_scale * MAX_QUANTIZED_BIAS)).max(1e-12)
+}
+
+/// `weights` as int8 (stored as raw bytes) at `scale`.
+pub fn quantize_weights(weights: &[f32], scale: f32) -> Vec<u8> {
+    weights.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8).collect()
 }
 
 fn value_info(name: &str, dims: Option<&[i64]>) -> pb::ValueInfoProto {
@@ -528,5 +535,28 @@ fn value_info(name: &str, dims: Option<&[i64]>) -> pb::ValueInfoProto {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_use_the_full_int8_range() {
+        let scale = weight_scale(&[0.5, -1.27, 0.0], 0.1, 0.02);
+        assert!((scale - 0.01).abs() < 1e-7, "{scale}");
+        assert_eq!(quantize_weights(&[0.5, -1.27, 0.0], scale), [50u8, (-127i8) as u8, 0]);
+    }
+
+    #[test]
+    fn a_dead_channel_with_a_bias_still_fits_the_accumulator() {
+        // Batch norm with gamma 0 folds to zero weights and bias beta.
+        let (bias, input_scale) = (2.5f32, 0.02f32);
+        let scale = weight_scale(&[0.0; 9], bias, input_scale);
+        let quantized_bias = (bias / (input_scale * scale)).round();
+        assert!(quantized_bias.abs() <= MAX_QUANTIZED_BIAS, "{quantized_bias}");
+        assert!(quantized_bias.abs() >= MAX_QUANTIZED_BIAS / 2.0, "and keeps its precision: {quantized_bias}");
+        assert_eq!(quantize_weights(&[0.0; 9], scale), [0u8; 9]);
     }
 }
