@@ -1,8 +1,10 @@
 //! The `sporeprint-device` command line.
 
-use crate::identify;
 use crate::model::{self, Model};
+use crate::{bench, enroll, identify, species};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use sporeprint_shared::Edibility;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -24,8 +26,26 @@ pub struct ModelArgs {
     #[arg(long, global = true)]
     pub table: Option<PathBuf>,
     /// Run the fp32 embedder even when the model's default variant is another.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "int8")]
     pub fp32: bool,
+    /// Run the int8 embedder even when the model's default variant is another.
+    #[arg(long, global = true)]
+    pub int8: bool,
+}
+
+impl ModelArgs {
+    fn open(&self) -> anyhow::Result<(Model, PathBuf)> {
+        let variant = if self.fp32 {
+            Some("fp32")
+        } else if self.int8 {
+            Some("int8")
+        } else {
+            None
+        };
+        let model = Model::open(&model::model_dir(self.model.as_deref()), variant)?;
+        let table = model.table_path(self.table.as_deref());
+        Ok((model, table))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,32 +63,118 @@ pub enum Command {
         #[arg(required = true)]
         photos: Vec<PathBuf>,
     },
+    /// Enroll a species from a few photos, or add photos to one already enrolled.
+    Enroll {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The species' name (at most 64 bytes, no control characters).
+        #[arg(long)]
+        species: String,
+        /// edible, inedible, poisonous, deadly or unknown (a new species without it is unknown).
+        #[arg(long)]
+        edibility: Option<Edibility>,
+        /// Only enroll a new species: refuse a name already in the table.
+        #[arg(long)]
+        new: bool,
+        #[arg(long)]
+        json: bool,
+        photos: Vec<PathBuf>,
+    },
+    /// List, rename or remove the table's species.
+    Species {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(subcommand)]
+        action: SpeciesAction,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Per-stage latency of one identification (median of --runs) and peak memory.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Photo to time (default: a generated 512x512 JPEG).
+        #[arg(long)]
+        photo: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print what the tables and models of this build agree on (format version).
     Info,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SpeciesAction {
+    /// Every species in the table.
+    List,
+    Rename {
+        old: String,
+        new: String,
+    },
+    Remove {
+        name: String,
+    },
+    SetEdibility {
+        name: String,
+        edibility: Edibility,
+    },
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Identify { model: args, top_k, json, photos } => {
-            let model = Model::open(&model::model_dir(args.model.as_deref()), args.fp32.then_some("fp32"))?;
-            let (_, table) = model.open_table(args.table.as_deref())?;
-            let mut failed = 0;
-            for photo in &photos {
-                match identify::identify(&model, &table, photo, top_k) {
-                    Ok(answer) if json => println!("{}", serde_json::to_string(&answer)?),
-                    Ok(answer) => println!("{}", identify::describe(&answer)),
-                    Err(error) => {
-                        failed += 1;
-                        if json {
-                            let line = serde_json::json!({ "path": photo, "error": format!("{error:#}") });
-                            println!("{line}");
-                        }
-                        eprintln!("error: {error:#}");
-                    }
-                }
+        Command::Identify { model, top_k, json, photos } => run_identify(&model, top_k, json, &photos),
+        Command::Enroll { model, species, edibility, new, json, photos } => {
+            let (model, table) = model.open()?;
+            let request = enroll::Request { species, edibility, new_only: new, photos };
+            let done = enroll::enroll(&model, &table, &request, crate::this_device())?;
+            if json {
+                println!("{}", serde_json::to_string(&done)?);
+            } else {
+                println!("{}", enroll::describe(&done));
             }
-            if failed > 0 {
-                anyhow::bail!("{failed} of {} photo(s) could not be identified", photos.len());
+            Ok(())
+        }
+        Command::Species { model, action, json } => {
+            let (model, table) = model.open()?;
+            let change = match action {
+                SpeciesAction::List => {
+                    let listing = species::list(&model.open_table(&table)?);
+                    match json {
+                        true => println!("{}", serde_json::to_string(&listing)?),
+                        false => println!("{}", species::describe(&listing)),
+                    }
+                    return Ok(());
+                }
+                SpeciesAction::Rename { old, new } => species::Change::Rename { old, new },
+                SpeciesAction::Remove { name } => species::Change::Remove { name },
+                SpeciesAction::SetEdibility { name, edibility } => species::Change::SetEdibility { name, edibility },
+            };
+            let done = species::change(&model, &table, &change)?;
+            match json {
+                true => println!("{}", serde_json::json!({ "table": table, "done": done })),
+                false => println!("{done} in {}", table.display()),
+            }
+            Ok(())
+        }
+        Command::Bench { model, runs, photo, json } => {
+            let started = std::time::Instant::now();
+            let (model, table) = model.open()?;
+            let load_ms = started.elapsed().as_secs_f64() * 1e3;
+            let table = model.open_table(&table)?;
+            let (bytes, name) = match &photo {
+                Some(path) => (
+                    std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?,
+                    path.display().to_string(),
+                ),
+                None => (bench::synthetic_jpeg(), "generated 512x512 JPEG".to_string()),
+            };
+            let report = bench::run(&model, &table, &bytes, &name, runs, load_ms)
+                .with_context(|| format!("benchmarking on {name}"))?;
+            match json {
+                true => println!("{}", serde_json::to_string(&report)?),
+                false => println!("{}", bench::describe(&report)),
             }
             Ok(())
         }
@@ -77,4 +183,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_identify(args: &ModelArgs, top_k: usize, json: bool, photos: &[PathBuf]) -> anyhow::Result<()> {
+    let (model, table) = args.open()?;
+    let table = model.open_table(&table)?;
+    let mut failed = 0;
+    for photo in photos {
+        match identify::identify(&model, &table, photo, top_k) {
+            Ok(answer) if json => println!("{}", serde_json::to_string(&answer)?),
+            Ok(answer) => println!("{}", identify::describe(&answer)),
+            Err(error) => {
+                failed += 1;
+                if json {
+                    println!("{}", serde_json::json!({ "path": photo, "error": format!("{error:#}") }));
+                }
+                eprintln!("error: {error:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} photo(s) could not be identified", photos.len());
+    }
+    Ok(())
 }

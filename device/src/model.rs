@@ -8,9 +8,10 @@
 //!   are never written.
 
 use anyhow::{Context, bail};
+use sporeprint_shared::Table;
 use sporeprint_shared::embedder::Embedder;
 use sporeprint_shared::manifest::{Manifest, Variant};
-use sporeprint_shared::{Table, store};
+use sporeprint_shared::store::{self, TableLock};
 use std::path::{Path, PathBuf};
 
 pub struct Model {
@@ -64,19 +65,38 @@ impl Model {
         state.join("sporeprint").join(format!("{}-{}.bin", self.variant_name, &fingerprint[..16]))
     }
 
-    /// The table at `path` (or the default one), created from the shipped table when missing,
-    /// and checked to belong to this model.
-    pub fn open_table(&self, path: Option<&Path>) -> anyhow::Result<(PathBuf, Table)> {
-        let path = path.map(Path::to_path_buf).unwrap_or_else(|| self.default_table());
+    /// `--table`, else this user's default table.
+    pub fn table_path(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf).unwrap_or_else(|| self.default_table())
+    }
+
+    /// Takes the lock for a read-modify-write of the table at `path` (creating its folder),
+    /// saying so on stderr when another process holds it.
+    pub fn lock_table(&self, path: &Path) -> anyhow::Result<TableLock> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
+        }
+        Ok(store::lock(path, || eprintln!("waiting for another sporeprint-device to finish with {}", path.display()))?)
+    }
+
+    /// The table at `path`, checked to belong to this model; created from the shipped table
+    /// when missing. For readers: the lock is taken only to create it.
+    pub fn open_table(&self, path: &Path) -> anyhow::Result<Table> {
+        if path.exists() {
+            return Ok(store::load_for_model(path, &self.embedder.fingerprint(), self.embedder.dim())?);
+        }
+        let lock = self.lock_table(path)?;
+        self.open_table_locked(path, &lock)
+    }
+
+    /// As [`Model::open_table`], for a writer already holding the table's lock.
+    pub fn open_table_locked(&self, path: &Path, _lock: &TableLock) -> anyhow::Result<Table> {
         let (fingerprint, dim) = (self.embedder.fingerprint(), self.embedder.dim());
+        // Checked again under the lock: another process may have created it meanwhile.
         if !path.exists() {
             let shipped: Table = store::load_for_model(&self.shipped_table(), &fingerprint, dim)?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
-            }
-            store::save(&path, &shipped)?;
+            store::save(path, &shipped)?;
         }
-        let table = store::load_for_model(&path, &fingerprint, dim)?;
-        Ok((path, table))
+        Ok(store::load_for_model(path, &fingerprint, dim)?)
     }
 }

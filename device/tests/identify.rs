@@ -1,160 +1,10 @@
 //! `sporeprint-device identify` end to end: a real ONNX model run by tract, real JPEGs, the
 //! table created from the shipped one, bad photos and foreign tables.
 
-use image::{Rgb, RgbImage};
-use prost::Message;
-use sporeprint_shared::embedder::Embedder;
-use sporeprint_shared::manifest::{self, Manifest};
-use sporeprint_shared::preprocess::ResizeFilter;
-use sporeprint_shared::table::NewSpecies;
-use sporeprint_shared::{Edibility, Header, Name, Origin, PreprocessSpec, Table, store};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use tract_onnx::pb;
+mod common;
 
-const SPEC: PreprocessSpec = PreprocessSpec {
-    input_size: 32,
-    resize_shorter_to: 32,
-    filter: ResizeFilter::Triangle,
-    ..PreprocessSpec::IMAGENET
-};
-
-/// A small but real ONNX embedder: the image's mean colour (GlobalAveragePool), mapped to 4-D.
-fn colour_model() -> Vec<u8> {
-    use pb::tensor_shape_proto::{Dimension, dimension};
-    let info = |name: &str, dims: &[i64]| pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let node = |op: &str, inputs: &[&str], output: &str| pb::NodeProto {
-        op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    };
-    let weights: [f32; 12] = [1.0, 0.0, 0.0, 0.1, 0.0, 1.0, 0.0, 0.1, 0.0, 0.0, 1.0, 0.1];
-    let model = pb::ModelProto {
-        ir_version: 7,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
-        graph: Some(pb::GraphProto {
-            node: vec![
-                node("GlobalAveragePool", &["image"], "pooled"),
-                node("Flatten", &["pooled"], "flat"),
-                node("MatMul", &["flat", "w"], "embedding"),
-            ],
-            initializer: vec![pb::TensorProto {
-                name: "w".into(),
-                dims: vec![3, 4],
-                data_type: 1,
-                raw_data: weights.iter().flat_map(|w| w.to_le_bytes()).collect(),
-                ..Default::default()
-            }],
-            input: vec![info("image", &[1, 3, 32, 32])],
-            output: vec![info("embedding", &[1, 4])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    model.encode_to_vec()
-}
-
-fn photo(path: &Path, colour: [u8; 3]) {
-    RgbImage::from_fn(48, 40, |x, y| Rgb(colour.map(|c| c.saturating_add(((x + y) % 7) as u8)))).save(path).unwrap();
-}
-
-const SPECIES: [(&str, [u8; 3], Edibility); 3] = [
-    ("chanterelle", [230, 160, 20], Edibility::Edible),
-    ("death cap", [150, 170, 110], Edibility::Deadly),
-    ("blue roundhead", [30, 60, 200], Edibility::Inedible),
-];
-
-/// A model folder: the colour model, its table of three species and model.toml.
-fn model_folder(dir: &Path) {
-    let embedder_path = dir.join("embedder.onnx");
-    std::fs::write(&embedder_path, colour_model()).unwrap();
-    let embedder = Embedder::load(&embedder_path, SPEC).unwrap();
-    let mut table = Table::new(Header::new(4, embedder.fingerprint(), SPEC));
-    table.set_open_set_threshold(0.3);
-    let shots = dir.join("shots");
-    std::fs::create_dir_all(&shots).unwrap();
-    for (name, colour, edibility) in SPECIES {
-        let path = shots.join(format!("{name}.png"));
-        photo(&path, colour);
-        let shot = embedder.embed_file(&path).unwrap();
-        let species =
-            NewSpecies { name: Name::new(name).unwrap(), scientific_name: None, edibility, origin: Origin::Host };
-        table.add_species(species, &[shot]).unwrap();
-    }
-    store::save(&dir.join("prototypes.bin"), &table).unwrap();
-    let variant = manifest::Variant {
-        embedder: "embedder.onnx".into(),
-        prototypes: "prototypes.bin".into(),
-        embedder_bytes: 0,
-        fingerprint: embedder.fingerprint().to_string(),
-        min_cosine: 1.0,
-        mean_cosine: 1.0,
-        species: 3,
-        open_set_threshold: 0.3,
-        validation_prototype_top1: 1.0,
-        validation_prototype_top3: 1.0,
-        validation_knn5: 1.0,
-        validation_known_rejected: 0.0,
-    };
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        backbone: "colour".into(),
-        head: "none".into(),
-        embedding_dim: 4,
-        preprocess: SPEC,
-        default: "fp32".into(),
-        variants: BTreeMap::from([("fp32".to_string(), variant)]),
-        trained: None,
-    };
-    std::fs::write(dir.join(manifest::MANIFEST), manifest.to_toml()).unwrap();
-}
-
-fn device(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sporeprint-device"))
-        .args(args)
-        .env("XDG_STATE_HOME", state)
-        .env_remove("SPOREPRINT_MODEL")
-        .output()
-        .unwrap()
-}
-
-fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    model: PathBuf,
-    photos: PathBuf,
-    state: PathBuf,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let (model, photos, state) = (dir.path().join("model"), dir.path().join("photos"), dir.path().join("state"));
-    for d in [&model, &photos, &state] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    model_folder(&model);
-    Setup { _dir: dir, model, photos, state }
-}
+use common::*;
+use sporeprint_shared::{Table, store};
 
 #[test]
 fn photos_are_answered_with_their_species_or_unknown() {
@@ -191,10 +41,15 @@ fn photos_are_answered_with_their_species_or_unknown() {
     assert!(answers[3]["warning"].as_str().unwrap().contains("Do not eat"));
 
     // The per-user table was created from the shipped one, which is untouched.
-    let created: Vec<_> = std::fs::read_dir(s.state.join("sporeprint")).unwrap().collect();
-    assert_eq!(created.len(), 1);
+    let mut created: Vec<String> = std::fs::read_dir(s.state.join("sporeprint"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    created.sort();
+    assert_eq!(created.len(), 2, "the table and its lock: {created:?}");
+    assert!(created[0].starts_with("fp32-") && created[1] == format!("{}.lock", created[0]), "{created:?}");
     let shipped = std::fs::read(s.model.join("prototypes.bin")).unwrap();
-    assert_eq!(std::fs::read(created[0].as_ref().unwrap().path()).unwrap(), shipped);
+    assert_eq!(std::fs::read(s.state.join("sporeprint").join(&created[0])).unwrap(), shipped);
 
     // The human-readable form names the species and the danger.
     let human = device(&["identify", "--model", s.model.to_str().unwrap(), args[5]], &s.state);
@@ -270,4 +125,25 @@ fn a_table_or_model_that_does_not_match_is_refused() {
     let output = device(&["identify", "--model", s.photos.to_str().unwrap(), good.to_str().unwrap()], &s.state);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("model.toml"), "{stderr}");
+}
+
+#[test]
+fn bench_times_every_stage() {
+    let s = setup();
+    let model = s.model.to_str().unwrap();
+    let output = device(&["bench", "--json", "--runs", "3", "--model", model], &s.state);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = &json_lines(&output)[0];
+    for key in ["decode_ms", "resize_ms", "embed_ms", "search_ms", "total_ms", "load_ms", "peak_rss_mb"] {
+        assert!(report[key].as_f64().is_some_and(|ms| ms > 0.0), "{key}: {report}");
+    }
+    let stages: f64 =
+        ["decode_ms", "resize_ms", "embed_ms", "search_ms"].iter().map(|k| report[k].as_f64().unwrap()).sum();
+    assert!(report["total_ms"].as_f64().unwrap() <= stages * 1.5 + 1.0, "the total is the stages': {report}");
+    assert_eq!((report["runs"].as_u64(), report["species"].as_u64()), (Some(3), Some(3)));
+
+    let missing = s.photos.join("missing.jpg");
+    let output = device(&["bench", "--model", model, "--photo", missing.to_str().unwrap()], &s.state);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.jpg"));
 }

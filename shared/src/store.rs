@@ -2,7 +2,8 @@
 //!
 //! A save writes a temporary file in the same directory, fsyncs it, renames it over the target
 //! and fsyncs the directory: a power cut or a kill at any instant leaves either the old or the
-//! new table, never a mix.
+//! new table, never a mix. Readers therefore need no lock; a read-modify-write (enrollment, a
+//! rename, a sync) holds a [`TableLock`] from before its load until after its save.
 
 use crate::fingerprint::ModelFingerprint;
 use crate::format::{self, FormatError};
@@ -67,6 +68,42 @@ fn default_permissions() -> fs::Permissions {
     let mut permissions = fs::metadata(".").map(|m| m.permissions()).expect("the working directory");
     permissions.set_readonly(false);
     permissions
+}
+
+/// An exclusive lock on a table for one read-modify-write, released when dropped (or when the
+/// process dies: the operating system drops it with the file descriptor, so a killed writer
+/// never leaves a stale lock behind).
+///
+/// The lock is taken on a `<table>.lock` file beside the table, not on the table itself: every
+/// save replaces the table's inode, and a lock on the replaced inode would not exclude the next
+/// writer.
+#[derive(Debug)]
+pub struct TableLock {
+    _file: fs::File,
+}
+
+/// Where the lock of the table at `path` lives.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Takes the table's lock, calling `waiting` once first if another process holds it (then
+/// blocking until it is released).
+pub fn lock(path: &Path, waiting: impl FnOnce()) -> Result<TableLock, StoreError> {
+    let lock_path = lock_path(path);
+    let io_error = |source| StoreError::Io { path: lock_path.clone(), source };
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            waiting();
+            file.lock().map_err(io_error)?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_error(e)),
+    }
+    Ok(TableLock { _file: file })
 }
 
 pub fn save<E: EntryStore>(path: &Path, table: &PrototypeTable<E>) -> Result<(), StoreError> {
