@@ -9,7 +9,7 @@ use crate::model::Model;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use sporeprint_shared::table::NewSpecies;
-use sporeprint_shared::{Edibility, Name, Origin, Table, store};
+use sporeprint_shared::{Edibility, Name, Origin, store};
 use std::path::{Path, PathBuf};
 
 /// What to enroll.
@@ -93,12 +93,21 @@ pub fn enroll(model: &Model, table_path: &Path, request: &Request, origin: Origi
         }
     }
     .clone();
-    let neighbours = neighbours(&table, &entry.prototype.vector, entry.name.as_str());
-    let threshold = table.header().open_set_threshold;
-    let warning = neighbours.first().filter(|n| n.distance <= threshold).map(|n| {
+    let index = table.position(entry.name.as_str()).expect("just enrolled");
+    let neighbours: Vec<Neighbour> = table
+        .neighbours(&entry.prototype.vector, Some(index), NEIGHBOURS)
+        .into_iter()
+        .map(|n| {
+            let other = &table.entries()[n.index];
+            Neighbour { species: other.name.to_string(), distance: n.distance, edibility: other.edibility }
+        })
+        .collect();
+    let crowding = table.crowding_distance(Some(index));
+    let warning = neighbours.first().filter(|n| n.distance < crowding).map(|n| {
         format!(
-            "{} lies within {:.3} of {} (the unknown-species threshold is {threshold:.3}): the same species under \
-             another name, or a bad photo? Photos of one may be answered as the other.",
+            "{} lies {:.3} from {}, closer than 95% of the table's species lie to their nearest neighbour \
+             ({crowding:.3}): the same species under another name, or a bad photo? Photos of one may be answered \
+             as the other.",
             entry.name, n.distance, n.species
         )
     });
@@ -135,24 +144,6 @@ fn embed_all(model: &Model, photos: &[PathBuf]) -> anyhow::Result<Vec<Vec<f32>>>
         );
     }
     Ok(shots)
-}
-
-/// The species nearest to `vector`, other than `name` itself.
-fn neighbours(table: &Table, vector: &[f32], name: &str) -> Vec<Neighbour> {
-    let metric = table.header().metric;
-    let mut all: Vec<Neighbour> = table
-        .entries()
-        .iter()
-        .filter(|e| !e.name.as_str().eq_ignore_ascii_case(name))
-        .map(|e| Neighbour {
-            species: e.name.to_string(),
-            distance: metric.distance(vector, &e.prototype.vector),
-            edibility: e.edibility,
-        })
-        .collect();
-    all.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-    all.truncate(NEIGHBOURS);
-    all
 }
 
 /// The enrollment as a person reads it.

@@ -49,7 +49,11 @@ pub fn describe(listing: &[Listing]) -> String {
     for l in listing {
         text.push_str(&format!(
             "\n{:<width$}  {:<9}  {:>5}  {:>6.3}  {}",
-            l.species, l.edibility, l.shots, l.spread, l.origin
+            l.species,
+            l.edibility.as_str(),
+            l.shots,
+            l.spread,
+            l.origin
         ));
     }
     text.push_str(&format!("\n{} species", listing.len()));

@@ -86,7 +86,7 @@ fn an_enrolled_species_is_then_identified() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("enrolled new species golden chanterelle (edible)"), "{text}");
-    assert!(text.contains("WARNING") && text.contains("of chanterelle"), "{text}");
+    assert!(text.contains("WARNING") && text.contains("from chanterelle"), "{text}");
 
     // The shipped table is never what enrollment writes to.
     let shipped: Table = store::load(&s.model.join("prototypes.bin")).unwrap();

@@ -14,6 +14,7 @@ extern crate std;
 pub mod classify;
 pub mod fingerprint;
 pub mod format;
+pub mod neighbours;
 pub mod preprocess;
 pub mod prototype;
 pub mod species;
