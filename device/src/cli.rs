@@ -1,5 +1,9 @@
 //! The `sporeprint-device` command line.
 
+use crate::field::camera::CameraSpec;
+use crate::field::display::DisplaySpec;
+use crate::field::input::ButtonSpec;
+use crate::field::session;
 use crate::model::{self, Model};
 use crate::{bench, enroll, identify, species};
 use anyhow::Context;
@@ -101,6 +105,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Field mode: camera, screen and buttons. Press: identify; hold: enroll a new species.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// dir:PATH (replay photos), rpicam (Pi camera module) or v4l:/dev/videoN (webcam).
+        #[arg(long, default_value = "rpicam")]
+        camera: CameraSpec,
+        /// png:DIR (numbered PNG per screen), fb:/dev/fbN (HDMI, SPI panels via fbtft) or none.
+        #[arg(long, default_value = "fb:/dev/fb0")]
+        display: DisplaySpec,
+        /// stdin (lines: empty/press, hold, quit) or gpio:/dev/gpiochipN:LINE (a push button).
+        #[arg(long, default_value = "stdin")]
+        buttons: ButtonSpec,
+        /// Screen size for displays without their own (png, none).
+        #[arg(long, default_value = "240x240", value_parser = session::parse_size)]
+        size: (u32, u32),
+        /// Photos per field enrollment.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+        shots: u16,
+        /// A file of names, one per line, given in turn to species enrolled in the field
+        /// (default: "field species N"; rename later with `species rename`).
+        #[arg(long)]
+        names: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        top_k: usize,
+    },
     /// Print what the tables and models of this build agree on (format version).
     Info,
 }
@@ -127,8 +157,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Identify { model, top_k, json, photos } => run_identify(&model, top_k, json, &photos),
         Command::Enroll { model, species, edibility, new, json, photos } => {
             let (model, table) = model.open()?;
-            let request = enroll::Request { species, edibility, new_only: new, photos };
-            let done = enroll::enroll(&model, &table, &request, crate::this_device())?;
+            let request = enroll::Request { species, edibility, new_only: new };
+            let done = enroll::enroll_photos(&model, &table, &request, &photos, crate::this_device())?;
             if json {
                 println!("{}", serde_json::to_string(&done)?);
             } else {
@@ -177,6 +207,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 false => println!("{}", bench::describe(&report)),
             }
             Ok(())
+        }
+        Command::Run { model, camera, display, buttons, size, shots, names, top_k } => {
+            let (model, table) = model.open()?;
+            let names = match names {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("{}: cannot read the names", path.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect(),
+                None => vec![],
+            };
+            let settings = session::Settings { camera, display, buttons, size, shots: shots.into(), names, top_k };
+            session::Session::open(&model, &table, settings, crate::this_device())?.run()
         }
         Command::Info => {
             println!("prototype table format version {}", sporeprint_shared::format::VERSION);

@@ -21,7 +21,6 @@ pub struct Request {
     pub edibility: Option<Edibility>,
     /// Refuse instead of adding shots when the species is already in the table.
     pub new_only: bool,
-    pub photos: Vec<PathBuf>,
 }
 
 /// What an enrollment did (`enroll --json`).
@@ -52,10 +51,30 @@ pub struct Neighbour {
 /// How many neighbours an enrollment reports.
 const NEIGHBOURS: usize = 3;
 
-pub fn enroll(model: &Model, table_path: &Path, request: &Request, origin: Origin) -> anyhow::Result<Enrollment> {
+/// Enrolls from photo files, embedded under the table's lock.
+pub fn enroll_photos(
+    model: &Model,
+    table_path: &Path,
+    request: &Request,
+    photos: &[PathBuf],
+    origin: Origin,
+) -> anyhow::Result<Enrollment> {
+    enroll(model, table_path, request, photos.len(), || embed_all(model, photos), origin)
+}
+
+/// Enrolls `photos` shots, whose embeddings `shots` returns; it is called once the table is
+/// locked and checked, so nothing is embedded for a request that will be refused.
+pub fn enroll(
+    model: &Model,
+    table_path: &Path,
+    request: &Request,
+    photos: usize,
+    shots: impl FnOnce() -> anyhow::Result<Vec<Vec<f32>>>,
+    origin: Origin,
+) -> anyhow::Result<Enrollment> {
     let name =
         Name::new(&request.species).with_context(|| format!("cannot enroll \"{}\"", request.species.escape_debug()))?;
-    if request.photos.is_empty() {
+    if photos == 0 {
         bail!("cannot enroll {name}: no photos given (enrollment needs at least one)");
     }
     let lock = model.lock_table(table_path)?;
@@ -78,7 +97,7 @@ pub fn enroll(model: &Model, table_path: &Path, request: &Request, origin: Origi
             );
         }
     }
-    let shots = embed_all(model, &request.photos)?;
+    let shots = shots()?;
 
     let entry = match &existing {
         Some(entry) => table.add_shots(entry.name.as_str(), &shots, origin)?,
@@ -117,7 +136,7 @@ pub fn enroll(model: &Model, table_path: &Path, request: &Request, origin: Origi
         species: entry.name.to_string(),
         edibility: entry.edibility,
         new: existing.is_none(),
-        photos: request.photos.len(),
+        photos,
         shots: entry.prototype.shots,
         spread: entry.spread(table.header().metric),
         neighbours,

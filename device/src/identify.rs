@@ -2,7 +2,7 @@
 
 use crate::model::Model;
 use serde::Serialize;
-use sporeprint_shared::{Edibility, Table};
+use sporeprint_shared::{Edibility, Match, Table};
 use std::path::{Path, PathBuf};
 
 /// One photo's answer (a line of `identify --json`).
@@ -11,9 +11,12 @@ pub struct Answer {
     pub path: PathBuf,
     /// The identified species; `None` when it is unknown (beyond the open-set threshold).
     pub species: Option<String>,
+    pub scientific_name: Option<String>,
     pub edibility: Option<Edibility>,
     pub top: Vec<Candidate>,
     pub unknown: bool,
+    /// A poisonous or deadly species close behind an edible answer.
+    pub lookalike: Option<Candidate>,
     /// What a forager must read before anything else, if anything.
     pub warning: Option<String>,
 }
@@ -29,18 +32,20 @@ pub struct Candidate {
 /// Embeds the photo at `path` and finds its nearest species.
 pub fn identify(model: &Model, table: &Table, path: &Path, top_k: usize) -> anyhow::Result<Answer> {
     let embedding = model.embedder.embed_file(path)?;
-    let found = table.identify(&embedding, top_k)?;
+    answer(table, &embedding, path, top_k)
+}
+
+/// The answer for an embedding (of the photo at, or captured as, `path`).
+pub fn answer(table: &Table, embedding: &[f32], path: &Path, top_k: usize) -> anyhow::Result<Answer> {
+    let found = table.identify(embedding, top_k)?;
     let entry = |index: usize| &table.entries()[index];
-    let top: Vec<Candidate> = found
-        .top
-        .iter()
-        .map(|m| Candidate {
-            species: entry(m.index).name.as_str().into(),
-            distance: m.distance,
-            confidence: m.confidence,
-            edibility: entry(m.index).edibility,
-        })
-        .collect();
+    let candidate = |m: &Match| Candidate {
+        species: entry(m.index).name.as_str().into(),
+        distance: m.distance,
+        confidence: m.confidence,
+        edibility: entry(m.index).edibility,
+    };
+    let top: Vec<Candidate> = found.top.iter().map(candidate).collect();
     let answer = found.species().map(|m| entry(m.index));
     let warning = match (answer, found.lookalike) {
         (None, _) => Some("unknown species: not in this table. Do not eat.".to_string()),
@@ -57,9 +62,11 @@ pub fn identify(model: &Model, table: &Table, path: &Path, top_k: usize) -> anyh
     Ok(Answer {
         path: path.into(),
         species: answer.map(|e| e.name.as_str().into()),
+        scientific_name: answer.and_then(|e| e.scientific_name.as_ref()).map(|n| n.as_str().into()),
         edibility: answer.map(|e| e.edibility),
         top,
         unknown: found.unknown,
+        lookalike: found.lookalike.as_ref().map(candidate),
         warning,
     })
 }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cli;
 pub mod enroll;
+pub mod field;
 pub mod identify;
 pub mod model;
 pub mod species;

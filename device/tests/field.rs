@@ -1,0 +1,161 @@
+//! Field mode end to end: `run --camera dir: --display png: --buttons stdin` with a scripted key
+//! sequence; the screens are checked pixel-wise, the enrollment in the table.
+
+mod common;
+
+use common::*;
+use embedded_graphics::pixelcolor::{Rgb565, Rgb888};
+use embedded_graphics::prelude::*;
+use sporeprint_device::field::ui;
+use sporeprint_shared::{Origin, Table, store};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PURPLE: [u8; 3] = [140, 20, 160];
+
+fn run_field(s: &Setup, camera: &Path, frames: &Path, script: &str, extra: &[&str]) -> std::process::Output {
+    let table = s.state.join("table.bin");
+    let mut args = vec!["run", "--model", s.model.to_str().unwrap(), "--table", table.to_str().unwrap()];
+    let camera = format!("dir:{}", camera.display());
+    let display = format!("png:{}", frames.display());
+    args.extend(["--camera", &camera, "--display", &display, "--buttons", "stdin"]);
+    args.extend(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sporeprint-device"))
+        .args(&args)
+        .env("XDG_STATE_HOME", &s.state)
+        .env("SPOREPRINT_DEVICE_ID", "0000beef")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The PNG frames written, in order, as (file name, image).
+fn frames(dir: &Path) -> Vec<(String, image::RgbImage)> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), image::open(&p).unwrap().into_rgb8()))
+        .collect()
+}
+
+fn rgb(colour: Rgb565) -> [u8; 3] {
+    let c = Rgb888::from(colour);
+    [c.r(), c.g(), c.b()]
+}
+
+/// Share of white (text) pixels in a band of rows.
+fn ink(frame: &image::RgbImage, rows: std::ops::Range<u32>) -> f64 {
+    let (mut white, mut all) = (0, 0);
+    for y in rows {
+        for x in 0..frame.width() {
+            all += 1;
+            white += usize::from(frame.get_pixel(x, y).0 == rgb(Rgb565::WHITE));
+        }
+    }
+    white as f64 / all as f64
+}
+
+#[test]
+fn a_scripted_session_identifies_and_enrolls() {
+    let s = setup();
+    let camera = s.photos.join("camera");
+    std::fs::create_dir_all(&camera).unwrap();
+    photo(&camera.join("01-chanterelle.jpg"), SPECIES[0].1);
+    photo(&camera.join("02-purple.jpg"), PURPLE);
+    photo(&camera.join("03-deathcap.jpg"), SPECIES[1].1);
+    std::fs::write(camera.join("04-corrupt.jpg"), b"\xFF\xD8\xFF not really a jpeg").unwrap();
+    for i in 5..8 {
+        photo(&camera.join(format!("0{i}-purple-shot.jpg")), PURPLE.map(|c| c.saturating_sub(i)));
+    }
+    photo(&camera.join("08-purple-query.jpg"), [135, 25, 150]);
+    let names = s.photos.join("names.txt");
+    std::fs::write(&names, "purple brittlegill\n").unwrap();
+    let out_dir = s.photos.join("frames");
+
+    // identify x3, a bad frame, hold (enroll), 3 shots, identify the query, quit.
+    let script = "press\npress\npress\npress\nhold\npress\npress\npress\npress\nquit\n";
+    let output = run_field(&s, &camera, &out_dir, script, &["--names", names.to_str().unwrap(), "--size", "240x240"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let frames = frames(&out_dir);
+    let kinds: Vec<&str> = frames.iter().map(|(n, _)| &n[5..n.len() - 4]).collect();
+    assert_eq!(
+        kinds,
+        ["ready", "answer", "unknown", "answer", "problem", "enroll", "enroll", "enroll", "enrolled", "answer"],
+        "{}",
+        stderr(&output)
+    );
+    let banner = |i: usize| frames[i].1.get_pixel(3, 3).0;
+    assert_eq!(frames[0].1.dimensions(), (240, 240));
+    assert_eq!(banner(1), rgb(ui::EDIBLE), "chanterelle: green");
+    assert_eq!(banner(2), rgb(ui::UNKNOWN), "purple before enrollment: unknown");
+    assert_eq!(banner(3), rgb(ui::DANGER), "death cap: red");
+    assert_eq!(banner(5), rgb(ui::ENROLL));
+    assert_eq!(banner(9), rgb(ui::UNKNOWN), "enrolled without an edibility: unknown, amber");
+    for (i, (name, frame)) in frames.iter().enumerate() {
+        assert!(ink(frame, 8..32) > 0.02, "{name}: no title in the banner");
+        if i > 0 {
+            assert!(ink(frame, 46..90) > 0.02, "{name}: nothing written under the banner");
+        }
+    }
+    // The enrollment landed in the table, from this device.
+    let table: Table = store::load(&s.state.join("table.bin")).unwrap();
+    let entry = table.get("purple brittlegill").expect("enrolled in the field");
+    assert_eq!(entry.prototype.shots, 3);
+    assert_eq!(entry.origin, Origin::Device(0xbeef));
+    let log = stderr(&output);
+    assert!(log.contains("04-corrupt.jpg"), "the bad frame is named: {log}");
+}
+
+#[test]
+fn no_camera_is_a_clear_error() {
+    let s = setup();
+    let missing = s.photos.join("no-such-folder");
+    let output = run_field(&s, &missing, &s.photos.join("frames"), "", &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("camera dir: cannot read") && stderr(&output).contains("no-such-folder"),
+        "{}",
+        stderr(&output)
+    );
+    let empty = s.photos.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = run_field(&s, &empty, &s.photos.join("frames"), "", &[]);
+    assert!(stderr(&output).contains("no .jpg, .jpeg or .png photos"), "{}", stderr(&output));
+}
+
+#[test]
+fn sigterm_stops_the_loop_cleanly() {
+    let s = setup();
+    let camera = s.photos.join("camera");
+    std::fs::create_dir_all(&camera).unwrap();
+    photo(&camera.join("a.jpg"), PURPLE);
+    let frames_dir = s.photos.join("frames");
+    let table = s.state.join("table.bin");
+    let camera_arg = format!("dir:{}", camera.display());
+    let display = format!("png:{}", frames_dir.display());
+    let child = Command::new(env!("CARGO_BIN_EXE_sporeprint-device"))
+        .args(["run", "--model", s.model.to_str().unwrap(), "--table", table.to_str().unwrap()])
+        .args(["--camera", &camera_arg, "--display", &display])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first screen, keeping stdin open (no quit from there).
+    let started = Instant::now();
+    while !frames_dir.join("0001-ready.png").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no first screen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit after SIGTERM: {:?} {}", output.status, stderr(&output));
+    assert!(stderr(&output).contains("stopped"));
+}
