@@ -180,3 +180,24 @@ fn v4l_capture(device: &Path) -> anyhow::Result<Frame> {
     let image = image_io::open_rgb(&file).with_context(|| format!("camera v4l:{}", device.display()))?;
     Ok(Frame { image, label: device.into() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_specs_parse() {
+        assert_eq!("dir:/photos".parse(), Ok(CameraSpec::Dir("/photos".into())));
+        assert_eq!("rpicam".parse(), Ok(CameraSpec::Rpicam));
+        assert_eq!("v4l".parse(), Ok(CameraSpec::V4l("/dev/video0".into())));
+        assert_eq!("v4l:/dev/video2".parse(), Ok(CameraSpec::V4l("/dev/video2".into())));
+        assert!("dir:".parse::<CameraSpec>().is_err());
+        assert!("webcam".parse::<CameraSpec>().is_err());
+    }
+
+    #[test]
+    fn a_missing_live_camera_says_what_was_tried() {
+        let error = Camera::open(&CameraSpec::V4l("/dev/video-sporeprint-none".into())).err().unwrap();
+        assert!(error.to_string().contains("/dev/video-sporeprint-none does not exist"), "{error}");
+    }
+}

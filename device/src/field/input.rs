@@ -122,3 +122,19 @@ mod gpio {
         anyhow::bail!("buttons gpio: the GPIO character device exists on Linux only")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_button_specs_parse() {
+        assert_eq!(parse_command(""), Some(Event::Press));
+        assert_eq!(parse_command(" HOLD "), Some(Event::Hold));
+        assert_eq!(parse_command("q"), Some(Event::Quit));
+        assert_eq!(parse_command("identify"), None);
+        assert_eq!("stdin".parse(), Ok(ButtonSpec::Stdin));
+        assert_eq!("gpio:/dev/gpiochip0:17".parse(), Ok(ButtonSpec::Gpio { chip: "/dev/gpiochip0".into(), line: 17 }));
+        assert!("gpio:/dev/gpiochip0".parse::<ButtonSpec>().is_err());
+    }
+}
