@@ -200,4 +200,16 @@ mod tests {
         let error = Camera::open(&CameraSpec::V4l("/dev/video-sporeprint-none".into())).err().unwrap();
         assert!(error.to_string().contains("/dev/video-sporeprint-none does not exist"), "{error}");
     }
+
+    #[test]
+    fn a_failing_live_camera_waits_before_the_next_attempt() {
+        // Exists, so it opens; is no video device, so every capture fails.
+        let not_a_camera = tempfile::NamedTempFile::new().unwrap();
+        let mut camera = Camera::open(&CameraSpec::V4l(not_a_camera.path().into())).unwrap();
+        let first = camera.capture().err().unwrap().to_string();
+        assert!(first.contains("camera v4l") && !first.contains("retrying"), "{first}");
+        let second = camera.capture().err().unwrap().to_string();
+        assert!(second.contains("retrying in 1 s"), "{second}");
+        assert_eq!(camera.backoff, FIRST_BACKOFF * 2, "the pause doubles");
+    }
 }
