@@ -8,7 +8,10 @@ step() { printf '\n== %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
 # fontconfig, freetype and a font: the report's charts (plotters) draw text.
-APT_PACKAGES=(pkg-config libfontconfig1-dev libfreetype-dev fonts-dejavu-core)
+# The cross linker, the Pi's C library and qemu: the device is built for the Raspberry Pi
+# (aarch64) and the shared core's tests run there under qemu (.cargo/config.toml).
+APT_PACKAGES=(pkg-config libfontconfig1-dev libfreetype-dev fonts-dejavu-core
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,8 +24,8 @@ if ((${#missing[@]})); then
 fi
 
 # --- Rust targets ----------------------------------------------------------------------------
-# thumbv7em-none-eabihf proves the shared core builds without std.
-RUST_TARGETS=(thumbv7em-none-eabihf)
+# thumbv7em-none-eabihf proves the shared core builds without std; aarch64 is the Raspberry Pi.
+RUST_TARGETS=(thumbv7em-none-eabihf aarch64-unknown-linux-gnu)
 installed=$(rustup target list --installed)
 for t in "${RUST_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || { step "rustup: adding target $t"; rustup target add "$t"; }

@@ -21,3 +21,14 @@ cargo build -p sporeprint-shared --no-default-features --target thumbv7em-none-e
 
 echo "== tests"
 cargo test --workspace --locked
+
+# The Pi's CPU: the device binary cross-built for aarch64, and the tests of the shared core
+# (including the default embedder's parity with its x86 reference) and of the device library
+# run under qemu. The device's end-to-end tests spawn its binary, which qemu's runner cannot
+# wrap without binfmt_misc, so they run natively above.
+echo "== Raspberry Pi (aarch64, under qemu)"
+PI=aarch64-unknown-linux-gnu
+cargo build -p sporeprint-device --target "$PI" --locked
+cargo test -p sporeprint-shared --features tract --target "$PI" --locked \
+  --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity
+cargo test -p sporeprint-device --lib --target "$PI" --locked

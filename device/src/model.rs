@@ -24,9 +24,9 @@ pub struct Model {
 
 /// `--model`, else `SPOREPRINT_MODEL`, else the repository's shipped default.
 pub fn model_dir(flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("SPOREPRINT_MODEL").map(PathBuf::from))
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default"))
+    flag.map(Path::to_path_buf).or_else(|| std::env::var_os("SPOREPRINT_MODEL").map(PathBuf::from)).unwrap_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").join("models/default"),
+    )
 }
 
 impl Model {
