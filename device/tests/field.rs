@@ -111,6 +111,17 @@ fn a_scripted_session_identifies_and_enrolls() {
     assert_eq!(entry.origin, Origin::Device(0xbeef));
     let log = stderr(&output);
     assert!(log.contains("04-corrupt.jpg"), "the bad frame is named: {log}");
+
+    // Without preset names, field enrollments get fresh names, also across sessions.
+    for session in 1..=2 {
+        let frames_dir = s.photos.join(format!("frames-{session}"));
+        let output = run_field(&s, &camera, &frames_dir, "hold\npress\npress\npress\nquit\n", &["--shots", "3"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let table: Table = store::load(&s.state.join("table.bin")).unwrap();
+    for name in ["field species 1", "field species 2"] {
+        assert_eq!(table.get(name).map(|e| e.prototype.shots), Some(3), "{name}");
+    }
 }
 
 #[test]

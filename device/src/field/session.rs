@@ -155,13 +155,16 @@ impl<'a> Session<'a> {
 
     fn enroll(&mut self, shots: Vec<Vec<f32>>) -> Screen {
         self.enrolled += 1;
-        let species = self
-            .settings
-            .names
-            .get(self.enrolled - 1)
-            .cloned()
-            .unwrap_or_else(|| format!("field species {}", self.enrolled));
-        let request = enroll::Request { species, edibility: None, new_only: false };
+        // A preset name may be enrolled again (more shots); a made-up one must be new, also
+        // across sessions, or a second outing's "field species 1" would merge into the first's.
+        let (species, new_only) = match self.settings.names.get(self.enrolled - 1) {
+            Some(name) => (name.clone(), false),
+            None => {
+                let unused = (1..).map(|n| format!("field species {n}")).find(|name| self.table.get(name).is_none());
+                (unused.expect("a free number"), true)
+            }
+        };
+        let request = enroll::Request { species, edibility: None, new_only };
         let count = shots.len();
         let done = enroll::enroll(self.model, &self.table_path, &request, count, || Ok(shots), self.origin);
         let screen = match done {
