@@ -36,10 +36,6 @@ pub enum Screen {
     Ready {
         species: usize,
     },
-    /// A capture or an identification is under way.
-    Busy {
-        what: String,
-    },
     Answer(Box<Answer>),
     /// Enroll mode: `taken` of `wanted` shots so far.
     Enroll {
@@ -63,7 +59,6 @@ impl Screen {
     pub fn kind(&self) -> &'static str {
         match self {
             Screen::Ready { .. } => "ready",
-            Screen::Busy { .. } => "busy",
             Screen::Answer(a) if a.unknown => "unknown",
             Screen::Answer(_) => "answer",
             Screen::Enroll { .. } => "enroll",
@@ -76,7 +71,6 @@ impl Screen {
     pub fn banner(&self) -> (Rgb565, String) {
         match self {
             Screen::Ready { .. } => (NEUTRAL, "sporeprint".into()),
-            Screen::Busy { .. } => (NEUTRAL, "...".into()),
             Screen::Answer(a) if a.unknown => (UNKNOWN, "UNKNOWN - DO NOT EAT".into()),
             Screen::Answer(a) => match (a.edibility, a.lookalike.as_ref()) {
                 (_, Some(_)) => (DANGER, "DANGEROUS LOOK-ALIKE".into()),
@@ -117,7 +111,6 @@ pub fn draw(screen: &Screen, canvas: &mut Canvas) {
             let lines = format!("{species} species known\n\npress: identify\nhold: enroll a new species");
             text(canvas, &lines, body, Font::Medium, Align::Left);
         }
-        Screen::Busy { what } => text(canvas, what, body, Font::Large, Align::Centre),
         Screen::Answer(answer) => draw_answer(answer, canvas, body),
         Screen::Enroll { taken, wanted } => {
             text(
