@@ -8,6 +8,7 @@
 use crate::model::Model;
 use anyhow::{Context, bail};
 use serde::Serialize;
+use sporeprint_shared::neighbours::CROWDED_SHARE;
 use sporeprint_shared::table::NewSpecies;
 use sporeprint_shared::{Edibility, Name, Origin, store};
 use std::path::{Path, PathBuf};
@@ -124,10 +125,13 @@ pub fn enroll(
     let crowding = table.crowding_distance(Some(index));
     let warning = neighbours.first().filter(|n| n.distance < crowding).map(|n| {
         format!(
-            "{} lies {:.3} from {}, closer than 95% of the table's species lie to their nearest neighbour \
+            "{} lies {:.3} from {}, closer than {:.0}% of the table's species lie to their nearest neighbour \
              ({crowding:.3}): the same species under another name, or a bad photo? Photos of one may be answered \
              as the other.",
-            entry.name, n.distance, n.species
+            entry.name,
+            n.distance,
+            n.species,
+            100.0 * (1.0 - CROWDED_SHARE)
         )
     });
     store::save(table_path, &table)?;
