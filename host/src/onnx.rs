@@ -498,7 +498,6 @@ fn attribute(name: &str, value: Attribute) -> pb::AttributeProto {
     proto
 }
 
-/// Int8 weights, symmetric with one scale for the whole tensor: (bytes, scale).
 /// Largest magnitude of a quantized bias: the int32 accumulator must keep room for the sum of
 /// products (at most 255 * 127 * taps) on top of it.
 const MAX_QUANTIZED_BIAS: f32 = (1 << 24) as f32;

@@ -45,22 +45,21 @@ impl<E: EntryStore> PrototypeTable<E> {
     /// [`CROWDED_SHARE`] quantile of the distances from each species (other than `exclude`) to
     /// its nearest neighbour. Half the open-set threshold for tables too small for statistics.
     pub fn crowding_distance(&self, exclude: Option<usize>) -> f32 {
-        let nearest: Vec<f32> = (0..self.len())
-            .filter(|&i| Some(i) != exclude)
+        let (metric, entries) = (self.header().metric, self.entries());
+        let counted = |i: &usize| Some(*i) != exclude;
+        let mut nearest: Vec<f32> = (0..entries.len())
+            .filter(counted)
             .filter_map(|i| {
-                let others = self.entries().iter().enumerate().filter(|&(j, _)| j != i && Some(j) != exclude);
-                let metric = self.header().metric;
-                others
-                    .map(|(_, e)| metric.distance(&self.entries()[i].prototype.vector, &e.prototype.vector))
+                (0..entries.len())
+                    .filter(|j| *j != i && counted(j))
+                    .map(|j| metric.distance(&entries[i].prototype.vector, &entries[j].prototype.vector))
                     .reduce(f32::min)
             })
             .collect();
         if nearest.len() < MIN_SPECIES_FOR_STATISTICS {
             return self.header().open_set_threshold / 2.0;
         }
-        let mut sorted = nearest;
-        sorted.sort_by(f32::total_cmp);
-        let at = ((sorted.len() - 1) as f32 * CROWDED_SHARE) as usize;
-        sorted[at]
+        nearest.sort_by(f32::total_cmp);
+        nearest[((nearest.len() - 1) as f32 * CROWDED_SHARE) as usize]
     }
 }
