@@ -44,12 +44,20 @@ if ! "$VENV/bin/python" -c "import torch, safetensors, numpy; assert torch.__ver
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
     python3 -m venv "$VENV"
   fi
-  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" safetensors numpy
+  # The wheels are unpacked once, not also kept in pip's cache: that copy would double the space
+  # needed, and a machine that runs out of disk here fails with a pip traceback, not a reason.
+  need_gb=8
+  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+  if ((free_gb < need_gb)); then
+    echo "setup: installing torch needs about $need_gb GB free next to $VENV; $(pwd) has $free_gb GB" >&2
+    exit 1
+  fi
+  "$VENV/bin/pip" install -q --no-cache-dir "torch==$TORCH_VERSION" safetensors numpy
 fi
 # ONNX's checker and ONNX Runtime: the reference the exported models are tested against.
 if ! "$VENV/bin/python" -c "import onnx, onnxruntime" 2>/dev/null; then
   step "venv: installing onnx and onnxruntime"
-  "$VENV/bin/pip" install -q "onnx==1.19.1" "onnxruntime==1.23.2"
+  "$VENV/bin/pip" install -q --no-cache-dir "onnx==1.19.1" "onnxruntime==1.23.2"
 fi
 torch_dir=$("$VENV/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))" 2>/dev/null)
 ln -sfn "$torch_dir" "$VENV/torch"
