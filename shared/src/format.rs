@@ -6,20 +6,27 @@
 //! 4      2     format version, u16 little-endian
 //! 6      4     payload length in bytes, u32 little-endian
 //! 10     4     CRC-32 (ISO-HDLC, as zlib's crc32) of the payload, u32 little-endian
-//! 14     n     payload: postcard encoding of { header, entries }
+//! 14     n     payload: postcard encoding of { header, entries, tombstones }
 //! ```
+//!
+//! Version 1 files (entries with a single prototype, no tombstones) are still read: each entry
+//! becomes one source from its origin.
 //!
 //! Every field is checked on load, so any single corrupted byte and any truncation is refused
 //! with an error that says which check failed, never mis-read.
 
-use crate::table::{Entry, EntryStore, Header, PrototypeTable, TableError};
+use crate::prototype::Prototype;
+use crate::species::{Edibility, Name, Origin, SpeciesId};
+use crate::table::{Entry, EntryStore, Header, NewSpecies, PrototypeTable, Source, TableError, Tombstone};
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"SPPT";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// The oldest version still read.
+pub const OLDEST_VERSION: u16 = 1;
 pub const PREAMBLE_LEN: usize = 14;
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -32,7 +39,9 @@ pub enum FormatError {
     WrongMagic { found: [u8; 4] },
     #[error("table format version {found} is newer than this program understands ({VERSION}): upgrade sporeprint")]
     NewerVersion { found: u16 },
-    #[error("table format version {found} is not supported (this program reads version {VERSION})")]
+    #[error(
+        "table format version {found} is not supported (this program reads versions {OLDEST_VERSION} to {VERSION})"
+    )]
     UnsupportedVersion { found: u16 },
     #[error("truncated: the preamble announces {expected} payload bytes but only {found} are present")]
     Truncated { expected: usize, found: usize },
@@ -52,32 +61,76 @@ pub enum FormatError {
 struct PayloadRef<'a> {
     header: &'a Header,
     entries: &'a [Entry],
+    tombstones: &'a [Tombstone],
 }
 
 #[derive(Deserialize)]
 #[serde(bound = "E: EntryStore")]
 struct Payload<E: EntryStore> {
     header: Header,
-    entries: Entries<E>,
+    entries: Entries<E, Entry>,
+    tombstones: Vec<Tombstone>,
 }
 
-/// Entries decoded straight into the store; what does not fit is counted, not silently dropped.
-struct Entries<E> {
+#[derive(Deserialize)]
+#[serde(bound = "E: EntryStore")]
+struct PayloadV1<E: EntryStore> {
+    header: Header,
+    entries: Entries<E, EntryV1>,
+}
+
+/// A version 1 entry: one prototype, whoever took its shots.
+#[derive(Deserialize)]
+struct EntryV1 {
+    id: SpeciesId,
+    name: Name,
+    scientific_name: Option<Name>,
+    edibility: Edibility,
+    prototype: Prototype,
+    revision: u32,
+    origin: Origin,
+}
+
+impl TryFrom<EntryV1> for Entry {
+    type Error = crate::prototype::ShotError;
+    fn try_from(e: EntryV1) -> Result<Entry, Self::Error> {
+        let source = Source { origin: e.origin, prototype: e.prototype };
+        let species =
+            NewSpecies { name: e.name, scientific_name: e.scientific_name, edibility: e.edibility, origin: e.origin };
+        Entry::new(e.id, species, alloc::vec![source], e.revision)
+    }
+}
+
+/// Entries decoded straight into the store (from records of type `R`); what does not fit is
+/// counted, not silently dropped.
+struct Entries<E, R> {
     store: E,
     overflow: usize,
+    record: PhantomData<R>,
 }
 
-impl<'de, E: EntryStore> Deserialize<'de> for Entries<E> {
+impl<'de, E, R> Deserialize<'de> for Entries<E, R>
+where
+    E: EntryStore,
+    R: Deserialize<'de> + TryInto<Entry>,
+    R::Error: core::fmt::Display,
+{
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor<E>(PhantomData<E>);
-        impl<'de, E: EntryStore> Visitor<'de> for EntriesVisitor<E> {
-            type Value = Entries<E>;
+        struct EntriesVisitor<E, R>(PhantomData<(E, R)>);
+        impl<'de, E, R> Visitor<'de> for EntriesVisitor<E, R>
+        where
+            E: EntryStore,
+            R: Deserialize<'de> + TryInto<Entry>,
+            R::Error: core::fmt::Display,
+        {
+            type Value = Entries<E, R>;
             fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
                 f.write_str("a sequence of species entries")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries<E>, A::Error> {
-                let mut entries = Entries { store: E::default(), overflow: 0 };
-                while let Some(entry) = seq.next_element::<Entry>()? {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries<E, R>, A::Error> {
+                let mut entries = Entries { store: E::default(), overflow: 0, record: PhantomData };
+                while let Some(record) = seq.next_element::<R>()? {
+                    let entry = record.try_into().map_err(serde::de::Error::custom)?;
                     if entries.store.push(entry).is_err() {
                         entries.overflow += 1;
                     }
@@ -91,8 +144,12 @@ impl<'de, E: EntryStore> Deserialize<'de> for Entries<E> {
 
 /// The file's bytes for `table`.
 pub fn encode<E: EntryStore>(table: &PrototypeTable<E>) -> Vec<u8> {
-    let payload = postcard::to_allocvec(&PayloadRef { header: table.header(), entries: table.entries() })
-        .expect("serialising into memory cannot fail");
+    let payload = postcard::to_allocvec(&PayloadRef {
+        header: table.header(),
+        entries: table.entries(),
+        tombstones: table.tombstones(),
+    })
+    .expect("serialising into memory cannot fail");
     let mut bytes = Vec::with_capacity(PREAMBLE_LEN + payload.len());
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -112,11 +169,11 @@ pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatEr
     if magic != MAGIC {
         return Err(FormatError::WrongMagic { found: magic });
     }
-    match u16::from_le_bytes([preamble[4], preamble[5]]) {
-        VERSION => {}
+    let version = match u16::from_le_bytes([preamble[4], preamble[5]]) {
         found if found > VERSION => return Err(FormatError::NewerVersion { found }),
-        found => return Err(FormatError::UnsupportedVersion { found }),
-    }
+        found if found < OLDEST_VERSION => return Err(FormatError::UnsupportedVersion { found }),
+        found => found,
+    };
     let expected = field(6) as usize;
     if payload.len() < expected {
         return Err(FormatError::Truncated { expected, found: payload.len() });
@@ -128,15 +185,27 @@ pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatEr
     if stored != computed {
         return Err(FormatError::BadChecksum { stored, computed });
     }
-    let (decoded, rest) = postcard::take_from_bytes::<Payload<E>>(payload).map_err(FormatError::Malformed)?;
+    let (header, entries, tombstones) = if version == 1 {
+        let decoded: PayloadV1<E> = read_payload(payload)?;
+        (decoded.header, decoded.entries, Vec::new())
+    } else {
+        let decoded: Payload<E> = read_payload(payload)?;
+        let entries = Entries { store: decoded.entries.store, overflow: decoded.entries.overflow, record: PhantomData };
+        (decoded.header, entries, decoded.tombstones)
+    };
+    if entries.overflow > 0 {
+        let capacity = E::CAPACITY.unwrap_or(usize::MAX);
+        return Err(FormatError::TooManySpecies { found: capacity + entries.overflow, capacity });
+    }
+    let table = PrototypeTable::from_parts(header, entries.store, tombstones);
+    table.validate()?;
+    Ok(table)
+}
+
+fn read_payload<'de, T: Deserialize<'de>>(payload: &'de [u8]) -> Result<T, FormatError> {
+    let (decoded, rest) = postcard::take_from_bytes::<T>(payload).map_err(FormatError::Malformed)?;
     if !rest.is_empty() {
         return Err(FormatError::TrailingBytes { extra: rest.len() });
     }
-    if decoded.entries.overflow > 0 {
-        let capacity = E::CAPACITY.unwrap_or(usize::MAX);
-        return Err(FormatError::TooManySpecies { found: capacity + decoded.entries.overflow, capacity });
-    }
-    let table = PrototypeTable::from_parts(decoded.header, decoded.entries.store);
-    table.validate()?;
-    Ok(table)
+    Ok(decoded)
 }

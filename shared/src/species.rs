@@ -75,7 +75,7 @@ impl fmt::Debug for Name {
 
 /// What eating it does. Coarse on purpose: it drives the badge and the warnings on screen, it is
 /// not a field guide.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Edibility {
     Edible,
@@ -123,7 +123,7 @@ impl FromStr for Edibility {
 }
 
 /// Where an entry was last enrolled: the host's training set, or a device in the field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Origin {
     Host,
     Device(u32),

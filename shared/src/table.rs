@@ -52,23 +52,121 @@ impl Header {
 
 /// One species.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "EntryRecord", into = "EntryRecord")]
 pub struct Entry {
     pub id: SpeciesId,
     /// The name the species is known by in this table (unique, case-insensitively).
     pub name: Name,
     pub scientific_name: Option<Name>,
     pub edibility: Edibility,
+    /// What queries are compared with: all of `sources` combined. Derived, never stored.
     pub prototype: Prototype,
-    /// Bumped on every change to this entry.
+    /// The shots behind the prototype, one group per place that took them, in [`Origin`] order.
+    /// Kept apart so a sync can tell new shots from shots both sides already have.
+    pub sources: Vec<Source>,
+    /// Bumped on every change to the name, scientific name or edibility (not on new shots,
+    /// which `sources` track).
     pub revision: u32,
-    /// Where the entry was last changed.
+    /// Where the name, scientific name or edibility were last changed.
     pub origin: Origin,
 }
 
+/// The shots one place (the host, or one device) contributed to a species.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub origin: Origin,
+    pub prototype: Prototype,
+}
+
+/// A removed species, kept so the removal reaches the other side of a sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub id: SpeciesId,
+    /// The entry's revision and shot count when it was removed: a copy elsewhere that has been
+    /// renamed or given shots since is newer than the removal and survives it.
+    pub revision: u32,
+    pub shots: u32,
+}
+
+impl Tombstone {
+    /// Whether this removal is at least as new as everything `entry` holds.
+    pub fn covers(&self, entry: &Entry) -> bool {
+        self.id == entry.id && entry.revision <= self.revision && entry.prototype.shots <= self.shots
+    }
+}
+
 impl Entry {
+    /// An entry whose prototype is the combination of `sources`.
+    pub fn new(
+        id: SpeciesId,
+        species: NewSpecies,
+        mut sources: Vec<Source>,
+        revision: u32,
+    ) -> Result<Entry, ShotError> {
+        sources.sort_by_key(|s| s.origin);
+        let prototype = combine_sources(&sources)?;
+        Ok(Entry {
+            id,
+            name: species.name,
+            scientific_name: species.scientific_name,
+            edibility: species.edibility,
+            prototype,
+            sources,
+            revision,
+            origin: species.origin,
+        })
+    }
+
     /// Mean distance of this species' shots to its prototype (see [`Prototype::spread`]).
     pub fn spread(&self, metric: Metric) -> f32 {
         self.prototype.spread(metric)
+    }
+
+    /// Recomputes the prototype after `sources` changed.
+    pub(crate) fn rederive(&mut self) -> Result<(), ShotError> {
+        self.sources.sort_by_key(|s| s.origin);
+        self.prototype = combine_sources(&self.sources)?;
+        Ok(())
+    }
+}
+
+fn combine_sources(sources: &[Source]) -> Result<Prototype, ShotError> {
+    let (first, rest) = sources.split_first().ok_or(ShotError::NoShots)?;
+    rest.iter().try_fold(first.prototype.clone(), |sum, s| sum.combine(&s.prototype))
+}
+
+/// An entry as stored: the prototype is left out, it follows from the sources.
+#[derive(Clone, Serialize, Deserialize)]
+struct EntryRecord {
+    id: SpeciesId,
+    name: Name,
+    scientific_name: Option<Name>,
+    edibility: Edibility,
+    sources: Vec<Source>,
+    revision: u32,
+    origin: Origin,
+}
+
+impl From<Entry> for EntryRecord {
+    fn from(e: Entry) -> EntryRecord {
+        EntryRecord {
+            id: e.id,
+            name: e.name,
+            scientific_name: e.scientific_name,
+            edibility: e.edibility,
+            sources: e.sources,
+            revision: e.revision,
+            origin: e.origin,
+        }
+    }
+}
+
+impl TryFrom<EntryRecord> for Entry {
+    type Error = ShotError;
+    fn try_from(r: EntryRecord) -> Result<Entry, ShotError> {
+        let species =
+            NewSpecies { name: r.name, scientific_name: r.scientific_name, edibility: r.edibility, origin: r.origin };
+        Entry::new(r.id, species, r.sources, r.revision)
     }
 }
 
@@ -152,6 +250,7 @@ pub struct NewSpecies {
 pub struct PrototypeTable<E: EntryStore = Vec<Entry>> {
     header: Header,
     entries: E,
+    tombstones: Vec<Tombstone>,
 }
 
 /// The host's table: as many species as memory holds.
@@ -161,7 +260,7 @@ pub type FixedTable<const N: usize> = PrototypeTable<heapless::Vec<Entry, N>>;
 
 impl<E: EntryStore> PrototypeTable<E> {
     pub fn new(header: Header) -> Self {
-        PrototypeTable { header, entries: E::default() }
+        PrototypeTable { header, entries: E::default(), tombstones: Vec::new() }
     }
 
     pub fn header(&self) -> &Header {
@@ -182,6 +281,11 @@ impl<E: EntryStore> PrototypeTable<E> {
 
     pub fn is_empty(&self) -> bool {
         self.entries().is_empty()
+    }
+
+    /// Species removed from this table, in id order (see [`Tombstone`]).
+    pub fn tombstones(&self) -> &[Tombstone] {
+        &self.tombstones
     }
 
     /// Index of the species called `name`, compared case-insensitively (ASCII): "Cep" and "cep"
@@ -217,20 +321,14 @@ impl<E: EntryStore> PrototypeTable<E> {
         }
         let prototype = Prototype::from_shots(shots, self.dim())?;
         let id = self.fresh_id(&species.name, species.origin);
-        let entry = Entry {
-            id,
-            name: species.name,
-            scientific_name: species.scientific_name,
-            edibility: species.edibility,
-            prototype,
-            revision: 1,
-            origin: species.origin,
-        };
+        let source = Source { origin: species.origin, prototype };
+        let entry = Entry::new(id, species, alloc::vec![source], 1)?;
         self.insert(entry)
     }
 
     /// Adds an entry as it is (from a sync or a conversion), after checking it fits the table.
-    pub fn insert(&mut self, entry: Entry) -> Result<&Entry, TableError> {
+    pub fn insert(&mut self, mut entry: Entry) -> Result<&Entry, TableError> {
+        entry.rederive()?;
         if let Some(i) = self.position(entry.name.as_str()) {
             return Err(TableError::DuplicateName(self.entries()[i].name.to_string()));
         }
@@ -240,7 +338,8 @@ impl<E: EntryStore> PrototypeTable<E> {
         Ok(self.entries().last().expect("just pushed"))
     }
 
-    /// Adds shots to an existing species (running mean; count, spread and revision updated).
+    /// Adds shots taken at `origin` to an existing species (a running mean: count and spread
+    /// updated). The entry's revision is left alone: new shots are not an edit of its name.
     pub fn add_shots<V: AsRef<[f32]>>(
         &mut self,
         name: &str,
@@ -248,10 +347,14 @@ impl<E: EntryStore> PrototypeTable<E> {
         origin: Origin,
     ) -> Result<&Entry, TableError> {
         let index = self.index_of(name)?;
+        let dim = self.dim();
         let entry = &mut self.entries.as_mut_slice()[index];
-        entry.prototype.add_shots(shots)?;
-        entry.revision += 1;
-        entry.origin = origin;
+        let new = Prototype::from_shots(shots, dim)?;
+        match entry.sources.iter_mut().find(|s| s.origin == origin) {
+            Some(source) => source.prototype = source.prototype.combine(&new)?,
+            None => entry.sources.push(Source { origin, prototype: new }),
+        }
+        entry.rederive()?;
         self.touch();
         Ok(&self.entries()[index])
     }
@@ -274,6 +377,7 @@ impl<E: EntryStore> PrototypeTable<E> {
     pub fn remove(&mut self, name: &str) -> Result<Entry, TableError> {
         let index = self.index_of(name)?;
         let removed = self.entries.remove(index);
+        self.bury(Tombstone { id: removed.id, revision: removed.revision, shots: removed.prototype.shots });
         self.touch();
         Ok(removed)
     }
@@ -281,6 +385,7 @@ impl<E: EntryStore> PrototypeTable<E> {
     /// The same table in another kind of storage (e.g. the host's table on a device).
     pub fn into_store<F: EntryStore>(self) -> Result<PrototypeTable<F>, TableError> {
         let mut converted = PrototypeTable::<F>::new(self.header.clone());
+        converted.tombstones = self.tombstones.clone();
         for entry in self.entries.as_slice() {
             converted
                 .entries
@@ -313,12 +418,40 @@ impl<E: EntryStore> PrototypeTable<E> {
             if earlier.iter().any(|e| e.id == entry.id) {
                 return Err(invalid("its id is used by an earlier entry"));
             }
+            if entry.sources.windows(2).any(|w| w[0].origin >= w[1].origin) {
+                return Err(invalid("its sources are not one per origin, in origin order"));
+            }
+        }
+        if self.tombstones.windows(2).any(|w| w[0].id >= w[1].id) {
+            return Err(TableError::InvalidHeader("tombstones are not one per id, in id order"));
         }
         Ok(())
     }
 
-    pub(crate) fn from_parts(header: Header, entries: E) -> Self {
-        PrototypeTable { header, entries }
+    pub(crate) fn from_parts(header: Header, entries: E, tombstones: Vec<Tombstone>) -> Self {
+        PrototypeTable { header, entries, tombstones }
+    }
+
+    /// Appends an entry the caller has already checked against the others (a merge result).
+    pub(crate) fn push_unchecked(&mut self, entry: Entry) -> Result<(), TableError> {
+        check_entry(&entry, self.len(), self.dim())?;
+        self.entries.push(entry).map_err(|_| TableError::Full { capacity: E::CAPACITY.unwrap_or(usize::MAX) })
+    }
+
+    pub(crate) fn bump_revision(&mut self) {
+        self.touch();
+    }
+
+    /// Records a removal, keeping one tombstone per id (the newest) in id order.
+    pub(crate) fn bury(&mut self, tombstone: Tombstone) {
+        match self.tombstones.binary_search_by_key(&tombstone.id, |t| t.id) {
+            Ok(i) => {
+                let t = &mut self.tombstones[i];
+                t.revision = t.revision.max(tombstone.revision);
+                t.shots = t.shots.max(tombstone.shots);
+            }
+            Err(i) => self.tombstones.insert(i, tombstone),
+        }
     }
 
     fn index_of(&self, name: &str) -> Result<usize, TableError> {
@@ -361,6 +494,9 @@ fn check_entry(entry: &Entry, index: usize, dim: usize) -> Result<(), TableError
     }
     if p.shots == 0 {
         return Err(invalid("it has no shots"));
+    }
+    if entry.sources.iter().any(|s| s.prototype.vector.len() != dim) {
+        return Err(invalid("a source's prototype has another dimension than the table"));
     }
     Ok(())
 }

@@ -80,7 +80,8 @@ fn a_table_too_big_for_a_device_says_so() {
 /// A file with a correct preamble and CRC around `header` and `entries`, as a buggy or hostile
 /// writer could produce.
 fn sealed(header: &sporeprint_shared::Header, entries: &[sporeprint_shared::Entry]) -> Vec<u8> {
-    let payload = postcard::to_allocvec(&(header, entries)).unwrap();
+    let no_tombstones: &[sporeprint_shared::Tombstone] = &[];
+    let payload = postcard::to_allocvec(&(header, entries, no_tombstones)).unwrap();
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -98,23 +99,27 @@ fn checksum_valid_files_with_invalid_contents_are_refused() {
     let refused =
         |entries: Vec<sporeprint_shared::Entry>| format::decode::<Vec<_>>(&sealed(header, &entries)).unwrap_err();
     let mut wrong_dim = good.clone();
-    wrong_dim[1].prototype.vector.push(0.0);
+    wrong_dim[1].sources[0].prototype.vector.push(0.0);
     assert!(matches!(
         refused(wrong_dim),
         FormatError::Invalid(TableError::DimensionMismatch { expected: 8, found: 9 })
     ));
     let mut not_unit = good.clone();
-    not_unit[0].prototype.vector[0] += 0.5;
+    not_unit[0].sources[0].prototype.vector[0] += 0.5;
     assert!(refused(not_unit).to_string().contains("not unit length"));
     let mut duplicate = good.clone();
     duplicate[2].name = duplicate[0].name.clone();
     assert!(refused(duplicate).to_string().contains("name is used by an earlier entry"));
     let mut nan = good.clone();
-    nan[0].prototype.vector[3] = f32::NAN;
+    nan[0].sources[0].prototype.vector[3] = f32::NAN;
     assert!(refused(nan).to_string().contains("NaN"));
-    let mut no_shots = good;
-    no_shots[1].prototype.shots = 0;
+    let mut no_shots = good.clone();
+    no_shots[1].sources[0].prototype.shots = 0;
     assert!(refused(no_shots).to_string().contains("no shots"));
+    let mut no_sources = good.clone();
+    no_sources[0].sources.clear();
+    // Caught while decoding (an entry's prototype is built from its sources), not by validation.
+    assert!(matches!(refused(no_sources), FormatError::Malformed(_)));
 }
 
 #[test]
@@ -178,7 +183,7 @@ fn the_documented_layout_is_the_real_one() {
     let mut reader = Reader { bytes: &bytes, at: 0 };
     let mut take = |n: usize| reader.take(n);
     assert_eq!(take(4), b"SPPT");
-    assert_eq!(take(2), &[1, 0]);
+    assert_eq!(take(2), &[2, 0]);
     let length = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
     assert_eq!(length, bytes.len() - 14);
     let crc = u32::from_le_bytes(take(4).try_into().unwrap());
@@ -212,12 +217,15 @@ fn the_documented_layout_is_the_real_one() {
     assert_eq!(take(4), b"\x03cep");
     assert_eq!(take(16), b"\x01\x0eBoletus edulis");
     assert_eq!(take(1), &[0], "edibility: edible");
+    assert_eq!(take(1), &[1], "one source");
+    assert_eq!(take(3), &[1, 0xac, 0x02], "source origin: device 300");
     assert_eq!(take(1), &[3], "vector length");
     assert_eq!([f32_at(take(4)), f32_at(take(4)), f32_at(take(4))], [0.0, 0.6, 0.8]);
     assert_eq!(f32_at(take(4)), 1.0, "mean_norm");
     assert_eq!(take(1), &[1], "shots");
     assert_eq!(take(1), &[1], "revision");
     assert_eq!(take(3), &[1, 0xac, 0x02], "origin: device 300");
+    assert_eq!(take(1), &[0], "no tombstones");
     assert_eq!(reader.at, bytes.len());
 }
 
@@ -231,4 +239,41 @@ impl<'a> Reader<'a> {
         self.at += n;
         &self.bytes[self.at - n..self.at]
     }
+}
+
+/// Version 1 files (one prototype per entry, no tombstones) are still read: each entry becomes one
+/// source from its origin, so a table saved before sync existed keeps working.
+#[test]
+fn version_1_files_are_still_read() {
+    #[derive(serde::Serialize)]
+    struct EntryV1<'a> {
+        id: sporeprint_shared::SpeciesId,
+        name: &'a sporeprint_shared::Name,
+        scientific_name: &'a Option<sporeprint_shared::Name>,
+        edibility: sporeprint_shared::Edibility,
+        prototype: &'a sporeprint_shared::prototype::Prototype,
+        revision: u32,
+        origin: sporeprint_shared::Origin,
+    }
+    let table = random_table(10, 4, 8);
+    let entries: Vec<_> = table
+        .entries()
+        .iter()
+        .map(|e| EntryV1 {
+            id: e.id,
+            name: &e.name,
+            scientific_name: &e.scientific_name,
+            edibility: e.edibility,
+            prototype: &e.prototype,
+            revision: e.revision,
+            origin: e.origin,
+        })
+        .collect();
+    let payload = postcard::to_allocvec(&(table.header(), entries)).unwrap();
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    assert_eq!(format::decode::<Vec<_>>(&bytes).unwrap(), table);
 }

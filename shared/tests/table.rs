@@ -46,8 +46,11 @@ fn adding_shots_updates_mean_count_spread_and_revisions() {
     assert_eq!(table.get("cep").unwrap().spread(Metric::Euclidean), 0.0);
     let entry = table.add_shots("CEP", &[vec![0.0, 5.0]], Origin::Device(7)).unwrap();
     assert_eq!(entry.prototype.shots, 2);
-    assert_eq!(entry.revision, 2);
-    assert_eq!(entry.origin, Origin::Device(7));
+    // New shots are not an edit of the name: the revision and origin stay, the device's shots
+    // are kept apart from the host's.
+    assert_eq!((entry.revision, entry.origin), (1, Origin::Host));
+    let sources: Vec<_> = entry.sources.iter().map(|s| (s.origin, s.prototype.shots)).collect();
+    assert_eq!(sources, [(Origin::Host, 1), (Origin::Device(7), 1)]);
     assert!((entry.prototype.vector[1] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
     assert!(entry.spread(Metric::Euclidean) > 0.7);
     assert_eq!(table.header().revision, 2);
