@@ -5,11 +5,13 @@ use crate::field::display::DisplaySpec;
 use crate::field::input::ButtonSpec;
 use crate::field::session;
 use crate::model::{self, Model};
-use crate::{bench, enroll, identify, species};
+use crate::{bench, enroll, identify, serve, species};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sporeprint_shared::Edibility;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Parser)]
 #[command(name = "sporeprint-device", version, about = "Identify and enroll mushrooms offline")]
@@ -35,6 +37,18 @@ pub struct ModelArgs {
     /// Run the int8 embedder even when the model's default variant is another.
     #[arg(long, global = true)]
     pub int8: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListenArgs {
+    /// Serial port to answer on: /dev/ttyGS0 on a Pi in USB gadget mode, /dev/ttyAMA0 for a UART.
+    #[arg(long)]
+    pub port: PathBuf,
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+    /// Pairing key shared with the host (its bytes are the key); unsigned frames are then refused.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -130,6 +144,21 @@ pub enum Command {
         names: Option<PathBuf>,
         #[arg(long, default_value_t = 3)]
         top_k: usize,
+        /// Also answer `sporeprint sync` on this serial port (e.g. /dev/ttyGS0) while in the field.
+        #[arg(long)]
+        sync_port: Option<PathBuf>,
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Pairing key shared with the host; unsigned frames are then refused.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Answer `sporeprint sync` from the host on a serial port until stopped (Ctrl-C).
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        listen: ListenArgs,
     },
     /// Print what the tables and models of this build agree on (format version).
     Info,
@@ -208,8 +237,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { model, camera, display, buttons, size, shots, names, top_k } => {
+        Command::Serve { model, listen } => {
             let (model, table) = model.open()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+            let listen = serve::Listen { port: listen.port, baud: listen.baud, key: listen.key };
+            serve::serve(serve::ModelId::prepare(&model, &table)?, &table, &listen, crate::this_device(), &stop)
+        }
+        Command::Run { model, camera, display, buttons, size, shots, names, top_k, sync_port, baud, key } => {
+            let (model, table) = model.open()?;
+            if let Some(port) = sync_port {
+                let listen = serve::Listen { port, baud, key };
+                let (id, table) = (serve::ModelId::prepare(&model, &table)?, table.clone());
+                // Ends with the process; the table's mtime tells the field session to reload.
+                std::thread::spawn(move || {
+                    let never = AtomicBool::new(false);
+                    if let Err(e) = serve::serve(id, &table, &listen, crate::this_device(), &never) {
+                        eprintln!("sync: {e:#}");
+                    }
+                });
+            }
             let names = match names {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("{}: cannot read the names", path.display()))?

@@ -7,6 +7,7 @@ pub mod enroll;
 pub mod field;
 pub mod identify;
 pub mod model;
+pub mod serve;
 pub mod species;
 
 use sporeprint_shared::Origin;

@@ -13,4 +13,5 @@ pub mod model;
 pub mod onnx;
 pub mod pipeline;
 pub mod report;
+pub mod sync;
 pub mod train;

@@ -19,6 +19,7 @@ pub mod neighbours;
 pub mod preprocess;
 pub mod prototype;
 pub mod species;
+pub mod sync;
 pub mod table;
 pub mod vector;
 
