@@ -3,8 +3,8 @@
 
 use crate::model::Model;
 use anyhow::Context;
-use sporeprint_shared::{ModelFingerprint, Origin};
 use sporeprint_shared::sync::server::{Device, Event, Server};
+use sporeprint_shared::{ModelFingerprint, Origin};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -43,12 +43,8 @@ pub fn serve(model: ModelId, table: &Path, listen: &Listen, device: Origin, stop
         Origin::Device(id) => id,
         Origin::Host => 0,
     };
-    let mut server = Server::new(Device {
-        table: table.to_path_buf(),
-        model: model.fingerprint,
-        embedding_dim: model.dim,
-        id,
-    });
+    let mut server =
+        Server::new(Device { table: table.to_path_buf(), model: model.fingerprint, embedding_dim: model.dim, id });
     eprintln!(
         "serving {} on {} at {} baud{}",
         table.display(),
@@ -66,7 +62,9 @@ pub fn serve(model: ModelId, table: &Path, listen: &Listen, device: Origin, stop
         // Line noise is normal on a serial line; the host resends.
         Event::Rejected(_) => {}
     });
-    eprintln!("stopped: {} bytes received, {} sent, {} frames rejected", traffic.received, traffic.sent, traffic.rejected);
+    eprintln!(
+        "stopped: {} bytes received, {} sent, {} frames rejected",
+        traffic.received, traffic.sent, traffic.rejected
+    );
     Ok(())
 }
-

@@ -5,10 +5,10 @@ use crate::export::{self, ExportArgs};
 use crate::report::{self, ReportArgs};
 use crate::sync;
 use crate::train::{self, TrainConfig};
+use clap::{Parser, Subcommand};
 use indicatif::ProgressBar;
 use sporeprint_shared::sync::client::Patience;
 use std::path::PathBuf;
-use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -141,20 +141,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 (_, true) => sync::Mode::Push,
                 _ => sync::Mode::Merge,
             };
-            let sync = sync::Sync {
-                table: &args.table,
-                model: sync::table_model(&args.table, &args.model.unwrap_or_else(sync::shipped_model_dir))?,
-                key: args.key.as_deref().map(sporeprint_shared::sync::read_key).transpose()?,
-                patience: Patience::for_baud(args.baud),
-                progress: if args.json { ProgressBar::hidden() } else { sync::transfer_bar() },
-            };
+            let sync = sync::Sync::new(
+                &args.table,
+                sync::table_model(&args.table, &args.model.unwrap_or_else(sync::shipped_model_dir))?,
+                args.key.as_deref().map(sporeprint_shared::sync::read_key).transpose()?,
+                Patience::for_baud(args.baud),
+                if args.json { ProgressBar::hidden() } else { sync::transfer_bar() },
+            );
             let outcome = sync.run(sync::open_port(&args.port, args.baud)?, mode)?;
             if args.json {
                 println!("{}", serde_json::to_string(&outcome)?);
             } else {
                 println!(
                     "{:?} with device {}: host {} species (revision {}), device {} species (revision {}); \
-                     {} table bytes, {} bytes on the wire, {:.1} s",
+                     {} table bytes, {} bytes on the wire{}, {:.1} s",
                     outcome.mode,
                     outcome.device,
                     outcome.host.species,
@@ -163,6 +163,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     outcome.device_table.revision,
                     outcome.payload_bytes,
                     outcome.wire_bytes_sent + outcome.wire_bytes_received,
+                    match outcome.resumed_bytes {
+                        0 => String::new(),
+                        n => format!(" ({n} bytes of an interrupted push not sent again)"),
+                    },
                     outcome.seconds
                 );
             }

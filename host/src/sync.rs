@@ -44,6 +44,8 @@ pub struct Outcome {
     pub wire_bytes_sent: u64,
     pub wire_bytes_received: u64,
     pub frames_rejected: u64,
+    /// Bytes of a table the device already held from an interrupted earlier push, not sent again.
+    pub resumed_bytes: u64,
     pub seconds: f64,
 }
 
@@ -62,7 +64,6 @@ impl From<TableSummary> for TableState {
 
 /// Most pull-merge-push rounds before giving up on a device whose table keeps changing.
 const MAX_MERGE_ROUNDS: u32 = 3;
-
 
 /// The model the host's table is for: the table's own, or when there is no table yet (a first
 /// pull), the one of the model folder's shipped table.
@@ -88,12 +89,26 @@ pub struct Sync<'a> {
     pub key: Option<Key>,
     pub patience: Patience,
     pub progress: ProgressBar,
+    /// Set by the first progress report of each push: where the device said it resumes.
+    resumed: std::cell::Cell<Option<u64>>,
 }
 
 impl Sync<'_> {
+    pub fn new(
+        table: &Path,
+        model: ModelFingerprint,
+        key: Option<Key>,
+        patience: Patience,
+        progress: ProgressBar,
+    ) -> Sync<'_> {
+        Sync { table, model, key, patience, progress, resumed: std::cell::Cell::new(None) }
+    }
+
     pub fn run<L: Link>(&self, link: L, mode: Mode) -> anyhow::Result<Outcome> {
         let started = Instant::now();
-        let _lock = store::lock(self.table, || eprintln!("waiting for another program to finish with {}", self.table.display()))?;
+        let _lock = store::lock(self.table, || {
+            eprintln!("waiting for another program to finish with {}", self.table.display())
+        })?;
         let (mut client, device) = Client::connect(link, self.key.clone(), self.model, self.patience)
             .context("cannot open a sync session with the device")?;
         let mut payload = 0u64;
@@ -107,7 +122,8 @@ impl Sync<'_> {
                     let ours = store::load::<Vec<_>>(self.table)?;
                     merge::check_compatible(ours.header(), table.header())?;
                 }
-                store::write_atomically(self.table, &bytes).with_context(|| format!("{}: cannot save", self.table.display()))?;
+                store::write_atomically(self.table, &bytes)
+                    .with_context(|| format!("{}: cannot save", self.table.display()))?;
                 (device.table.into(), device.table.into())
             }
             Mode::Push => {
@@ -124,7 +140,9 @@ impl Sync<'_> {
                     payload += carried;
                     if applied == merged || rounds == MAX_MERGE_ROUNDS {
                         if applied != merged {
-                            bail!("the device's table kept changing during {rounds} merge rounds; sync again when it is idle");
+                            bail!(
+                                "the device's table kept changing during {rounds} merge rounds; sync again when it is idle"
+                            );
                         }
                         break (merged.into(), applied.into());
                     }
@@ -147,6 +165,7 @@ impl Sync<'_> {
             wire_bytes_sent: traffic.sent,
             wire_bytes_received: traffic.received,
             frames_rejected: traffic.rejected,
+            resumed_bytes: self.resumed.get().unwrap_or(0),
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -161,17 +180,15 @@ impl Sync<'_> {
         let theirs_bytes = self.read(client, device.table)?;
         let theirs = self.check_received(&theirs_bytes)?;
         let ours = store::load::<Vec<_>>(self.table)?;
-        let merged = merge::merge(&ours, &theirs).with_context(|| format!("cannot merge {} with the device's table", self.table.display()))?;
+        let merged = merge::merge(&ours, &theirs)
+            .with_context(|| format!("cannot merge {} with the device's table", self.table.display()))?;
         let bytes = format::encode(&merged);
         if merged != ours {
-            store::write_atomically(self.table, &bytes).with_context(|| format!("{}: cannot save", self.table.display()))?;
+            store::write_atomically(self.table, &bytes)
+                .with_context(|| format!("{}: cannot save", self.table.display()))?;
         }
         let summary = summarize(&merged, &bytes);
-        let applied = if summary == device.table {
-            summary
-        } else {
-            self.write(client, &bytes, Apply::Merge)?
-        };
+        let applied = if summary == device.table { summary } else { self.write(client, &bytes, Apply::Merge)? };
         Ok((summary, applied, (theirs_bytes.len() + bytes.len()) as u64))
     }
 
@@ -185,8 +202,14 @@ impl Sync<'_> {
 
     fn write<L: Link>(&self, client: &mut Client<L>, bytes: &[u8], apply: Apply) -> anyhow::Result<TableSummary> {
         self.start_bar("push", bytes.len() as u64);
+        let mut first = true;
         let applied = client
-            .write_table(bytes, apply, |done, _| self.progress.set_position(done))
+            .write_table(bytes, apply, |done, _| {
+                if std::mem::take(&mut first) {
+                    self.resumed.set(Some(self.resumed.get().unwrap_or(0) + done));
+                }
+                self.progress.set_position(done)
+            })
             .context("cannot send the table to the device")?;
         Ok(applied)
     }
@@ -200,7 +223,11 @@ impl Sync<'_> {
     fn check_received(&self, bytes: &[u8]) -> anyhow::Result<Table> {
         let table: Table = format::decode(bytes).context("the device sent a table that does not decode")?;
         if table.header().model_fingerprint != self.model {
-            bail!("the device's table is for model {}, not {}", table.header().model_fingerprint.short(), self.model.short());
+            bail!(
+                "the device's table is for model {}, not {}",
+                table.header().model_fingerprint.short(),
+                self.model.short()
+            );
         }
         Ok(table)
     }
@@ -225,4 +252,3 @@ pub fn open_port(path: &Path, baud: u32) -> anyhow::Result<serialport::TTYPort> 
         .open_native()
         .with_context(|| format!("{}: cannot open the serial port", path.display()))
 }
-

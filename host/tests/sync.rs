@@ -8,6 +8,7 @@ use serialport::{SerialPort, TTYPort};
 use sporeprint_host::sync::{Mode, Outcome, Sync};
 use sporeprint_shared::merge::merge;
 use sporeprint_shared::sync::client::Patience;
+use sporeprint_shared::sync::message::CHUNK_LEN;
 use sporeprint_shared::sync::server::{Device, Server};
 use sporeprint_shared::sync::{Key, Link};
 use sporeprint_shared::table::NewSpecies;
@@ -46,7 +47,9 @@ fn diverged(seed: u64, species: usize) -> (Table, Table) {
     let (mut host, mut device) = (ancestor.clone(), ancestor);
     host.add_species(new_species("trained centrally", Origin::Host), &[unit(&mut rng)]).unwrap();
     host.rename("species 0", Name::new("Cep").unwrap()).unwrap();
-    device.add_species(new_species("found in the field", Origin::Device(7)), &[unit(&mut rng), unit(&mut rng)]).unwrap();
+    device
+        .add_species(new_species("found in the field", Origin::Device(7)), &[unit(&mut rng), unit(&mut rng)])
+        .unwrap();
     device.add_shots("species 1", &[unit(&mut rng)], Origin::Device(7)).unwrap();
     device.remove("species 2").unwrap();
     (host, device)
@@ -102,8 +105,14 @@ fn sync<L: Link>(link: L, table: &Path, mode: Mode, key: Option<Key>) -> anyhow:
     sync_with(link, table, mode, key, quick())
 }
 
-fn sync_with<L: Link>(link: L, table: &Path, mode: Mode, key: Option<Key>, patience: Patience) -> anyhow::Result<Outcome> {
-    Sync { table, model: model(), key, patience, progress: ProgressBar::hidden() }.run(link, mode)
+fn sync_with<L: Link>(
+    link: L,
+    table: &Path,
+    mode: Mode,
+    key: Option<Key>,
+    patience: Patience,
+) -> anyhow::Result<Outcome> {
+    Sync::new(table, model(), key, patience, ProgressBar::hidden()).run(link, mode)
 }
 
 #[test]
@@ -123,7 +132,10 @@ fn merge_leaves_both_sides_with_every_change_and_equal_tables() {
     assert_eq!(outcome.host, outcome.device_table);
     assert_eq!((outcome.rounds, outcome.host.species), (1, 7));
     let names: Vec<_> = expected.entries().iter().map(|e| e.name.to_string()).collect();
-    assert_eq!(names, ["Cep", "found in the field", "species 1", "species 3", "species 4", "species 5", "trained centrally"]);
+    assert_eq!(
+        names,
+        ["Cep", "found in the field", "species 1", "species 3", "species 4", "species 5", "trained centrally"]
+    );
     assert_eq!(expected.get("species 1").unwrap().prototype.shots, 4, "the device's extra shot");
     assert!(outcome.wire_bytes_sent > outcome.payload_bytes / 2, "{outcome:?}");
 }
@@ -252,7 +264,7 @@ fn relay(faults: Faults, seed: u64) -> (TTYPort, TTYPort, Arc<AtomicBool>) {
                 for &byte in &buffer[..n] {
                     // Frames are 0, ..., 0: after every second zero the line is between frames.
                     zeros += usize::from(byte == 0);
-                    if byte == 0 && zeros % 2 == 0 && rng.random_bool(faults.garbage) {
+                    if byte == 0 && zeros.is_multiple_of(2) && rng.random_bool(faults.garbage) {
                         out.push(0);
                         out.extend((0..rng.random_range(1..40)).map(|_| rng.random_range(1..=255u8)));
                     }
@@ -322,7 +334,10 @@ fn a_damaged_or_cut_line_never_leaves_a_partial_table_and_a_rerun_completes() {
 
         let (host_after, device_after) = (ends.host(), ends.device());
         assert!(host_after == host || host_after == expected, "trial {trial}: host table is partial ({faults:?})");
-        assert!(device_after == device || device_after == expected, "trial {trial}: device table is partial ({faults:?})");
+        assert!(
+            device_after == device || device_after == expected,
+            "trial {trial}: device table is partial ({faults:?})"
+        );
         match result {
             Ok(_) => {
                 completed += 1;
@@ -338,6 +353,7 @@ fn a_damaged_or_cut_line_never_leaves_a_partial_table_and_a_rerun_completes() {
         server.join().unwrap();
         assert_eq!((ends.host(), ends.device()), (expected.clone(), expected), "trial {trial} rerun");
     }
+    println!("{trials} trials over a damaged line: {completed} syncs completed, {failed} failed and were rerun");
     // The faults must be real enough to break some syncs, and the retries good enough to get
     // most of the uncut ones through.
     assert!(failed >= trials / 4, "only {failed} of {trials} syncs failed: the faults are too mild");
@@ -369,3 +385,36 @@ fn the_sync_command_merges_and_reports_json() {
     assert_eq!(ends.device(), merge(&host, &device).unwrap());
 }
 
+/// A push cut off halfway resumes where it stopped: the device keeps what it received.
+#[test]
+fn an_interrupted_push_resumes_instead_of_restarting() {
+    let (host, device) = diverged(7, 300);
+    let ends = Ends::new(&host, &device);
+    let table_len = format::encode(&host).len();
+    assert!(table_len > 20 * CHUNK_LEN, "{table_len} bytes: too small to cut in the middle");
+    let (host_cut, device_cut, relay_stop) = relay(Faults { cut_after: Some(table_len / 2), ..Faults::NONE }, 7);
+    let (clean_host, clean_device) = pair();
+
+    // One server, as on the device, first on the line that is cut, then on a good one.
+    let (first, second) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (stop_first, stop_second) = (first.clone(), second.clone());
+    let dev = Device { table: ends.device_table.clone(), model: model(), embedding_dim: DIM, id: 7 };
+    let server = std::thread::spawn(move || {
+        let mut server = Server::new(dev);
+        server.serve(device_cut, None, &stop_first, |_| {});
+        server.serve(clean_device, None, &stop_second, |_| {});
+    });
+    let err = sync(host_cut, &ends.host_table, Mode::Push, None).unwrap_err();
+    assert!(format!("{err:#}").contains("did not answer"), "{err:#}");
+    assert_eq!(ends.device(), device, "nothing applied from half a table");
+    first.store(true, Ordering::Relaxed);
+    relay_stop.store(true, Ordering::Relaxed);
+
+    let outcome = sync(clean_host, &ends.host_table, Mode::Push, None).unwrap();
+    second.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    assert_eq!(ends.device(), host);
+    let resumed = outcome.resumed_bytes as usize;
+    assert!(resumed >= table_len / 4 && resumed < table_len, "resumed at {resumed} of {table_len} bytes");
+    assert!(outcome.wire_bytes_sent < table_len as u64, "{outcome:?}");
+}

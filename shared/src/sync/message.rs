@@ -60,14 +60,27 @@ pub enum Request {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
-    Hello { protocol: u16, model: ModelFingerprint, device: u32, table: TableSummary },
+    Hello {
+        protocol: u16,
+        model: ModelFingerprint,
+        device: u32,
+        table: TableSummary,
+    },
     /// Bytes of the table, answering `Read`.
-    Data { snapshot: Snapshot, offset: u32, bytes: Vec<u8> },
+    Data {
+        snapshot: Snapshot,
+        offset: u32,
+        bytes: Vec<u8>,
+    },
     /// How many bytes of the announced table the device holds: 0 for a new transfer, more when
     /// an interrupted one resumes; the host sends from there.
-    Have { offset: u32 },
+    Have {
+        offset: u32,
+    },
     /// The table was applied; this is the device's table now.
-    Applied { table: TableSummary },
+    Applied {
+        table: TableSummary,
+    },
     Refused(Refusal),
 }
 

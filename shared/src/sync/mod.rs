@@ -15,9 +15,9 @@ mod link;
 pub mod server;
 
 pub use frame::{FrameError, FrameReader, Key};
-pub use message::{Apply, Packet, PROTOCOL_VERSION, Refusal, Reply, Request, Snapshot, TableSummary};
 #[cfg(feature = "std")]
 pub use link::Link;
+pub use message::{Apply, PROTOCOL_VERSION, Packet, Refusal, Reply, Request, Snapshot, TableSummary};
 
 /// A number no earlier run is likely to have picked (clock, process id, a counter, hashed):
 /// session ids and hello nonces. Not a key: the pairing key is what keeps strangers out.

@@ -92,10 +92,10 @@ impl Server {
                     if let Some(happened) = happened {
                         event(happened);
                     }
-                    if let Some(reply) = reply {
-                        if framed.send(&reply, true).is_err() {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+                    if let Some(reply) = reply
+                        && framed.send(&reply, true).is_err()
+                    {
+                        std::thread::sleep(Duration::from_millis(50));
                     }
                 }
                 Ok(None) => {}
@@ -154,8 +154,12 @@ impl Server {
         }
         let summary = self.outgoing.as_ref().expect("just read").0;
         let session = self.session.expect("just opened");
-        let reply =
-            Reply::Hello { protocol: PROTOCOL_VERSION, model: self.device.model, device: self.device.id, table: summary };
+        let reply = Reply::Hello {
+            protocol: PROTOCOL_VERSION,
+            model: self.device.model,
+            device: self.device.id,
+            table: summary,
+        };
         (reply, Some(Event::Hello { session }))
     }
 
@@ -242,9 +246,7 @@ impl Server {
             Apply::Replace => received,
             Apply::Merge => match store::load::<std::vec::Vec<_>>(path) {
                 Ok(current) => merge::merge(&current, &received).map_err(|e| Refusal::Invalid(e.to_string()))?,
-                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    received
-                }
+                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => received,
                 Err(e) => return Err(Refusal::Save(e.to_string())),
             },
         };
