@@ -42,7 +42,6 @@ fn replies() -> Vec<Reply> {
         Refusal::Save("disk full".into()),
         Refusal::Unreadable("corrupt".into()),
         Refusal::Unauthenticated,
-        Refusal::NoSession,
         Refusal::OutOfOrder,
     ];
     replies.extend(refusals.into_iter().map(Reply::Refused));

@@ -112,8 +112,6 @@ pub enum Refusal {
     Unreadable(String),
     #[error("the device is paired, and the host did not sign with the device's key (no key file, or another one)")]
     Unauthenticated,
-    #[error("no session: the host must say hello first")]
-    NoSession,
     #[error("the request does not fit the transfer in progress")]
     OutOfOrder,
 }
