@@ -30,5 +30,6 @@ echo "== Raspberry Pi (aarch64, under qemu)"
 PI=aarch64-unknown-linux-gnu
 cargo build -p sporeprint-device --target "$PI" --locked
 cargo test -p sporeprint-shared --features tract --target "$PI" --locked \
-  --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity
+  --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity \
+  --test merge --test frames --test sync_pty --test fuzz_regressions
 cargo test -p sporeprint-device --lib --target "$PI" --locked

@@ -130,7 +130,12 @@ fn main() {
     println!("| table | link | operation | payload bytes | bytes on the wire | wire / payload | time |");
     println!("|---|---|---|---:|---:|---:|---:|");
     let row = |t: &str, link: &str, op: &str, m: &Measured, time: String| {
-        println!("| {t} | {link} | {op} | {} | {} | {:.3} | {time} |", m.payload, m.wire, m.wire as f64 / m.payload as f64);
+        println!(
+            "| {t} | {link} | {op} | {} | {} | {:.3} | {time} |",
+            m.payload,
+            m.wire,
+            m.wire as f64 / m.payload as f64
+        );
     };
     let label = format!("{species} species x {DIM}-D");
     row(&label, "pty (unpaced)", "pull", &pull, format!("{:.2} s", pull.seconds));

@@ -83,6 +83,9 @@ impl Manifest {
                 problem: std::format!("format {} (this build reads format {FORMAT})", manifest.format),
             });
         }
+        if let Some(problem) = manifest.preprocess.problem() {
+            return Err(ManifestError::Invalid { path, problem: std::format!("[preprocess]: {problem}") });
+        }
         Ok(manifest)
     }
 

@@ -56,6 +56,24 @@ impl PreprocessSpec {
         filter: ResizeFilter::Triangle,
     };
 
+    /// Why this spec cannot be used, if it cannot: an empty input, a resize smaller than the
+    /// crop, a mean that is not a number, a standard deviation that is not a positive number.
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.input_size == 0 {
+            return Some("the network input size is 0");
+        }
+        if self.resize_shorter_to < self.input_size {
+            return Some("images are resized smaller than the network input they are cropped to");
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return Some("a channel mean is not a finite number");
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Some("a channel standard deviation is not a positive number");
+        }
+        None
+    }
+
     /// Number of floats in one preprocessed image (3 x size x size).
     pub fn tensor_len(&self) -> usize {
         3 * self.input_size as usize * self.input_size as usize

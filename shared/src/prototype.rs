@@ -35,6 +35,10 @@ pub enum ShotError {
     Zero { index: usize },
     #[error("the shots cancel out: their mean has no direction")]
     Degenerate,
+    #[error("prototypes of {0} and {1} dimensions cannot be combined")]
+    Incompatible(usize, usize),
+    #[error("more than 2^32 - 1 shots")]
+    TooManyShots,
 }
 
 impl Prototype {
@@ -55,9 +59,13 @@ impl Prototype {
     /// The prototype of the shots of both, weighted by their shot counts: what one prototype
     /// over all of those shots would be.
     pub fn combine(&self, other: &Prototype) -> Result<Prototype, ShotError> {
+        if self.vector.len() != other.vector.len() {
+            return Err(ShotError::Incompatible(self.vector.len(), other.vector.len()));
+        }
+        let shots = self.shots.checked_add(other.shots).ok_or(ShotError::TooManyShots)?;
         let mut sum = self.raw_sum();
         vector::accumulate(&mut sum, &other.raw_sum());
-        Prototype::from_sum(sum, self.shots + other.shots)
+        Prototype::from_sum(sum, shots)
     }
 
     /// Distance between the shots and the prototype, in the metric's units: the root mean square

@@ -408,6 +408,12 @@ impl<E: EntryStore> PrototypeTable<E> {
         if !(h.temperature > 0.0 && h.temperature.is_finite()) {
             return Err(TableError::InvalidHeader("temperature must be a positive number"));
         }
+        if !h.open_set_threshold.is_finite() || !h.lookalike_margin.is_finite() {
+            return Err(TableError::InvalidHeader("thresholds must be finite numbers"));
+        }
+        if let Some(problem) = h.preprocess.problem() {
+            return Err(TableError::InvalidHeader(problem));
+        }
         for (index, entry) in self.entries().iter().enumerate() {
             check_entry(entry, index, self.dim())?;
             let earlier = &self.entries()[..index];
@@ -478,25 +484,23 @@ impl<E: EntryStore> PrototypeTable<E> {
 }
 
 fn check_entry(entry: &Entry, index: usize, dim: usize) -> Result<(), TableError> {
-    let p = &entry.prototype;
     let invalid = |problem| TableError::InvalidEntry { index, name: entry.name.to_string(), problem };
-    if p.vector.len() != dim {
-        return Err(TableError::DimensionMismatch { expected: dim, found: p.vector.len() });
-    }
-    if p.vector.iter().any(|x| !x.is_finite()) {
-        return Err(invalid("its prototype contains NaN or infinity"));
-    }
-    if (vector::norm(&p.vector) - 1.0).abs() > 1e-3 {
-        return Err(invalid("its prototype is not unit length"));
-    }
-    if !(p.mean_norm > 0.0 && p.mean_norm <= 1.0) {
-        return Err(invalid("its mean norm is outside (0, 1]"));
-    }
-    if p.shots == 0 {
-        return Err(invalid("it has no shots"));
-    }
-    if entry.sources.iter().any(|s| s.prototype.vector.len() != dim) {
-        return Err(invalid("a source's prototype has another dimension than the table"));
+    for p in core::iter::once(&entry.prototype).chain(entry.sources.iter().map(|s| &s.prototype)) {
+        if p.vector.len() != dim {
+            return Err(TableError::DimensionMismatch { expected: dim, found: p.vector.len() });
+        }
+        if p.vector.iter().any(|x| !x.is_finite()) {
+            return Err(invalid("its prototype contains NaN or infinity"));
+        }
+        if (vector::norm(&p.vector) - 1.0).abs() > 1e-3 {
+            return Err(invalid("its prototype is not unit length"));
+        }
+        if !(p.mean_norm > 0.0 && p.mean_norm <= 1.0) {
+            return Err(invalid("its mean norm is outside (0, 1]"));
+        }
+        if p.shots == 0 {
+            return Err(invalid("it has no shots"));
+        }
     }
     Ok(())
 }

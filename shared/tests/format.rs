@@ -277,3 +277,50 @@ fn version_1_files_are_still_read() {
     bytes.extend_from_slice(&payload);
     assert_eq!(format::decode::<Vec<_>>(&bytes).unwrap(), table);
 }
+
+/// Found by fuzzing (`tests/fuzz/table_decoder/crash-nan-preprocess-std`): a checksum-valid file
+/// whose preprocessing had a NaN standard deviation was accepted; images would have become NaN.
+#[test]
+fn a_header_with_unusable_preprocessing_is_refused() {
+    let table = random_table(11, 2, 8);
+    let entries = table.entries().to_vec();
+    type Spoil = fn(&mut sporeprint_shared::PreprocessSpec);
+    let cases: [(Spoil, &str); 5] = [
+        (|p| p.std[0] = f32::NAN, "standard deviation"),
+        (|p| p.std[2] = 0.0, "standard deviation"),
+        (|p| p.mean[1] = f32::INFINITY, "mean"),
+        (|p| p.input_size = 0, "input size is 0"),
+        (|p| p.resize_shorter_to = p.input_size - 1, "resized smaller"),
+    ];
+    for (spoil, expected) in cases {
+        let mut header = table.header().clone();
+        spoil(&mut header.preprocess);
+        let err = format::decode::<Vec<_>>(&sealed(&header, &entries)).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    let mut header = table.header().clone();
+    header.lookalike_margin = f32::INFINITY;
+    let err = format::decode::<Vec<_>>(&sealed(&header, &entries)).unwrap_err();
+    assert!(err.to_string().contains("finite"), "{err}");
+}
+
+/// Found by fuzzing (`tests/fuzz/table_decoder/crash-sources-of-two-dimensions`): an entry whose
+/// sources had different dimensions panicked while its prototype was combined, so a hostile
+/// sync peer could crash a device. Now refused, like a source that is itself invalid.
+#[test]
+fn sources_that_cannot_be_combined_are_refused() {
+    let table = random_table(12, 3, 8);
+    let header = table.header();
+    let mut entries = table.entries().to_vec();
+    let mut other = entries[0].sources[0].clone();
+    other.origin = sporeprint_shared::Origin::Device(1);
+    other.prototype.vector.truncate(4);
+    entries[0].sources.push(other.clone());
+    assert!(matches!(format::decode::<Vec<_>>(&sealed(header, &entries)), Err(FormatError::Malformed(_))));
+
+    let mut entries = table.entries().to_vec();
+    other.prototype = entries[1].sources[0].prototype.clone();
+    other.prototype.shots = u32::MAX;
+    entries[1].sources.push(other);
+    assert!(matches!(format::decode::<Vec<_>>(&sealed(header, &entries)), Err(FormatError::Malformed(_))));
+}

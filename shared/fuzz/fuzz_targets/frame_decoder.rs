@@ -1,0 +1,9 @@
+//! Bytes off the serial line (see `tests/fuzz_checks`).
+#![no_main]
+
+#[path = "../../tests/fuzz_checks/mod.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::frame_input(data);
+});
