@@ -31,6 +31,13 @@ for t in "${RUST_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || { step "rustup: adding target $t"; rustup target add "$t"; }
 done
 
+# --- cargo-deb: the device's Debian package for the Pi (scripts/check-deb.sh) ---------------
+CARGO_DEB_VERSION=3.7.0
+if [ "$(cargo deb --version 2>/dev/null | awk '{print $2}')" != "$CARGO_DEB_VERSION" ]; then
+  step "cargo: installing cargo-deb $CARGO_DEB_VERSION (about 2 minutes)"
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
+fi
+
 # --- PyTorch venv (the host's trainer links the libtorch inside it) -------------------------
 # tch 0.26 is built for torch 2.13.0. The wheel is the CUDA build (4.7 GB): on a CPU-only
 # machine its libtorch_cpu.so still needs libcudart/libcupti, which the full install brings.

@@ -33,3 +33,6 @@ cargo test -p sporeprint-shared --features tract --target "$PI" --locked \
   --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity \
   --test merge --test frames --test sync_pty --test fuzz_regressions
 cargo test -p sporeprint-device --lib --target "$PI" --locked
+
+echo "== Debian package for the Pi (dpkg -x layout check)"
+./scripts/check-deb.sh dev

@@ -1,6 +1,7 @@
 //! The model a device runs and the prototype table it answers from.
 //!
-//! - Model folder: `--model DIR`, else `SPOREPRINT_MODEL`, else the repository's `models/default`.
+//! - Model folder: `--model DIR`, else `SPOREPRINT_MODEL`, else the installed
+//!   `/usr/share/sporeprint/models/default` (Debian package), else the repository's `models/default`.
 //!   Its `model.toml` names the variants; the embedder's SHA-256 must be the one recorded there.
 //! - Table: `--table FILE`, else a per-user state file (`$XDG_STATE_HOME/sporeprint/`, or
 //!   `~/.local/state/sporeprint/`) named after the model's fingerprint. A table file that does
@@ -22,11 +23,19 @@ pub struct Model {
     pub embedder: Embedder,
 }
 
-/// `--model`, else `SPOREPRINT_MODEL`, else the repository's shipped default.
+/// Where the Debian package installs the default model.
+pub const INSTALLED_MODEL: &str = "/usr/share/sporeprint/models/default";
+
+/// `--model`, else `SPOREPRINT_MODEL`, else the installed default (the `.deb`), else the
+/// repository's shipped default (a build from source).
 pub fn model_dir(flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf).or_else(|| std::env::var_os("SPOREPRINT_MODEL").map(PathBuf::from)).unwrap_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").join("models/default"),
-    )
+    let repository = || Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").join("models/default");
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SPOREPRINT_MODEL").map(PathBuf::from))
+        .or_else(|| {
+            Some(PathBuf::from(INSTALLED_MODEL)).filter(|p| p.join(sporeprint_shared::manifest::MANIFEST).exists())
+        })
+        .unwrap_or_else(repository)
 }
 
 impl Model {
