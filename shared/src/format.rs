@@ -109,6 +109,17 @@ struct Entries<E, R> {
     record: PhantomData<R>,
 }
 
+impl<E: EntryStore, R> Entries<E, R> {
+    /// The entries, unless some did not fit the store.
+    fn into_store(self) -> Result<E, FormatError> {
+        if self.overflow > 0 {
+            let capacity = E::CAPACITY.unwrap_or(usize::MAX);
+            return Err(FormatError::TooManySpecies { found: capacity + self.overflow, capacity });
+        }
+        Ok(self.store)
+    }
+}
+
 impl<'de, E, R> Deserialize<'de> for Entries<E, R>
 where
     E: EntryStore,
@@ -187,17 +198,12 @@ pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatEr
     }
     let (header, entries, tombstones) = if version == 1 {
         let decoded: PayloadV1<E> = read_payload(payload)?;
-        (decoded.header, decoded.entries, Vec::new())
+        (decoded.header, decoded.entries.into_store()?, Vec::new())
     } else {
         let decoded: Payload<E> = read_payload(payload)?;
-        let entries = Entries { store: decoded.entries.store, overflow: decoded.entries.overflow, record: PhantomData };
-        (decoded.header, entries, decoded.tombstones)
+        (decoded.header, decoded.entries.into_store()?, decoded.tombstones)
     };
-    if entries.overflow > 0 {
-        let capacity = E::CAPACITY.unwrap_or(usize::MAX);
-        return Err(FormatError::TooManySpecies { found: capacity + entries.overflow, capacity });
-    }
-    let table = PrototypeTable::from_parts(header, entries.store, tombstones);
+    let table = PrototypeTable::from_parts(header, entries, tombstones);
     table.validate()?;
     Ok(table)
 }

@@ -185,20 +185,26 @@ proptest! {
         prop_assert_eq!(&merge(&device, &merged).unwrap(), &merged, "absorbs the device");
         merged.validate().unwrap();
 
-        // Every shot of a surviving species is in the merge; a species is gone only when a
-        // removal covers it.
+        // Every shot of a surviving species is in the merge: in the entry of the same id, or,
+        // when its name met another id's (concurrent enrollments or renames), in the entry it
+        // was folded into. A species is gone only when a removal covers it.
+        let holds = |kept: &sporeprint_shared::Entry, entry: &sporeprint_shared::Entry| {
+            entry.sources.iter().all(|source| {
+                let shots = kept.sources.iter().find(|s| s.origin == source.origin).map_or(0, |s| s.prototype.shots);
+                shots >= source.prototype.shots
+            })
+        };
         for side in [&host, &device] {
             for entry in side.entries() {
-                let buried = merged.tombstones().iter().any(|t| t.covers(entry));
-                let kept = merged.get_by_id(entry.id).or_else(|| merged.get(entry.name.as_str()));
-                match kept {
-                    Some(kept) => {
-                        for source in &entry.sources {
-                            let shots = kept.sources.iter().find(|s| s.origin == source.origin).map_or(0, |s| s.prototype.shots);
-                            prop_assert!(shots >= source.prototype.shots, "{} lost shots from {:?}", entry.name, source.origin);
-                        }
+                match merged.get_by_id(entry.id) {
+                    Some(kept) => prop_assert!(holds(kept, entry), "{} lost shots", entry.name),
+                    None => {
+                        let buried = merged.tombstones().iter().any(|t| t.covers(entry));
+                        prop_assert!(buried, "{} vanished without a removal", entry.name);
+                        let removed = [&host, &device].iter().any(|t| t.tombstones().iter().any(|t| t.covers(entry)));
+                        let folded = merged.entries().iter().any(|kept| holds(kept, entry));
+                        prop_assert!(removed || folded, "{} was neither removed nor folded into another entry", entry.name);
                     }
-                    None => prop_assert!(buried, "{} vanished without a removal", entry.name),
                 }
             }
         }

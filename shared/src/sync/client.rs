@@ -152,6 +152,8 @@ impl<L: Link> Client<L> {
     /// Sends `request` until its answer comes; a refusal is an error.
     fn ask(&mut self, name: &'static str, request: Request) -> Result<(u64, Reply), SyncError> {
         self.seq = self.seq.wrapping_add(1);
+        // A hello's answer opens the session; every other answer must belong to the open one.
+        let opening = matches!(request, Request::Hello { .. });
         let packet = Packet { session: self.session, seq: self.seq, message: request };
         let mut rejected: Option<FrameError> = None;
         let mut refused_unsigned = false;
@@ -178,7 +180,7 @@ impl<L: Link> Client<L> {
                     return Err(SyncError::Refused(Refusal::Unauthenticated));
                 }
                 // Answers to earlier attempts or requests arrive late on a slow line: skip them.
-                let this_session = name == "hello" || reply.session == self.session;
+                let this_session = opening || reply.session == self.session;
                 if reply.seq != self.seq || !this_session {
                     continue;
                 }
