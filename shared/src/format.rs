@@ -31,6 +31,12 @@ pub const PREAMBLE_LEN: usize = 14;
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
+/// The checksum of the format (CRC-32 ISO-HDLC, zlib's `crc32`); the sync protocol's frames and
+/// transfers use the same one.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
+}
+
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FormatError {
     #[error("file is {len} bytes, shorter than the {PREAMBLE_LEN}-byte preamble: truncated or not a table")]
@@ -165,7 +171,7 @@ pub fn encode<E: EntryStore>(table: &PrototypeTable<E>) -> Vec<u8> {
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&CRC.checksum(&payload).to_le_bytes());
+    bytes.extend_from_slice(&crc32(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
     bytes
 }
@@ -192,7 +198,7 @@ pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatEr
     if payload.len() > expected {
         return Err(FormatError::TrailingBytes { extra: payload.len() - expected });
     }
-    let (stored, computed) = (field(10), CRC.checksum(payload));
+    let (stored, computed) = (field(10), crc32(payload));
     if stored != computed {
         return Err(FormatError::BadChecksum { stored, computed });
     }

@@ -110,7 +110,6 @@ pub fn merge<E: EntryStore, F: EntryStore>(
 /// Two copies of one species (same id).
 fn merge_copies(a: &Entry, b: &Entry) -> Result<Entry, TableError> {
     let mut merged = newest_metadata(a, b).clone();
-    merged.sources = Vec::new();
     let mut sources: BTreeMap<_, &Source> = BTreeMap::new();
     for s in a.sources.iter().chain(&b.sources) {
         sources

@@ -11,8 +11,6 @@ use std::string::String;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-
 /// How long to wait for an answer and how often to ask again.
 #[derive(Clone, Copy, Debug)]
 pub struct Patience {
@@ -113,7 +111,7 @@ impl<L: Link> Client<L> {
                 _ => return Err(SyncError::Unexpected("read")),
             }
         }
-        if CRC.checksum(&bytes) != snapshot.crc {
+        if Snapshot::of(&bytes) != snapshot {
             return Err(SyncError::Unexpected("the table read does not match its checksum"));
         }
         Ok(bytes)
@@ -128,7 +126,7 @@ impl<L: Link> Client<L> {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<TableSummary, SyncError> {
         let len = u32::try_from(bytes.len()).map_err(|_| SyncError::TooLarge { len: bytes.len() })?;
-        let snapshot = Snapshot { len, crc: CRC.checksum(bytes) };
+        let snapshot = Snapshot::of(bytes);
         let mut offset = match self.ask("write", Request::Write { snapshot, apply })?.1 {
             Reply::Have { offset } if offset <= len => offset,
             _ => return Err(SyncError::Unexpected("write")),

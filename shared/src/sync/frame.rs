@@ -25,7 +25,6 @@ pub const MAX_FRAME_LEN: usize = 1400;
 const SIGNED: u8 = 1;
 const TAG_LEN: usize = 32;
 const CRC_LEN: usize = 4;
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The pre-shared pairing key.
 #[derive(Clone)]
@@ -81,7 +80,7 @@ pub fn encode<M: Serialize>(packet: &Packet<M>, key: Option<&Key>) -> Vec<u8> {
         mac.update(&body);
         body.extend_from_slice(&mac.finalize().into_bytes());
     }
-    let crc = CRC.checksum(&body);
+    let crc = crate::format::crc32(&body);
     body.extend_from_slice(&crc.to_le_bytes());
     let mut wire = Vec::with_capacity(cobs::max_encoding_length(body.len()) + 2);
     wire.push(0);
@@ -105,7 +104,7 @@ pub fn decode<M: DeserializeOwned>(frame: &[u8], key: Option<&Key>) -> Result<Op
         return Err(FrameError::TooShort { len: body.len() });
     }
     let (body, crc) = body.split_at(body.len() - CRC_LEN);
-    if CRC.checksum(body).to_le_bytes() != crc {
+    if crate::format::crc32(body).to_le_bytes() != crc {
         return Err(FrameError::Checksum);
     }
     let signed = body[0] & SIGNED != 0;

@@ -32,6 +32,13 @@ pub struct Snapshot {
     pub crc: u32,
 }
 
+impl Snapshot {
+    /// The snapshot naming `bytes` (at most 4 GiB: callers check longer ones first).
+    pub fn of(bytes: &[u8]) -> Snapshot {
+        Snapshot { len: bytes.len() as u32, crc: crate::format::crc32(bytes) }
+    }
+}
+
 /// What the device does with a table once all of it has arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Apply {

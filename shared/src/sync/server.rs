@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-
 /// What the device's table and model are.
 pub struct Device {
     pub table: PathBuf,
@@ -208,7 +206,7 @@ impl Server {
         let Some(incoming) = self.incoming.as_ref().filter(|i| i.snapshot == snapshot) else {
             return (Reply::Refused(Refusal::OutOfOrder), None);
         };
-        if incoming.bytes.len() != snapshot.len as usize || CRC.checksum(&incoming.bytes) != snapshot.crc {
+        if Snapshot::of(&incoming.bytes) != snapshot {
             let have = incoming.bytes.len() as u32;
             // Complete but wrong: start over rather than resume into the same bytes.
             if have == snapshot.len {
@@ -266,9 +264,5 @@ impl Server {
 
 /// What the other side needs to know about a table and its bytes.
 pub fn summarize(table: &Table, bytes: &[u8]) -> TableSummary {
-    TableSummary {
-        snapshot: Snapshot { len: bytes.len() as u32, crc: CRC.checksum(bytes) },
-        revision: table.header().revision,
-        species: table.len() as u32,
-    }
+    TableSummary { snapshot: Snapshot::of(bytes), revision: table.header().revision, species: table.len() as u32 }
 }
