@@ -82,6 +82,11 @@ fn a_bad_photo_is_named_and_the_others_still_answered() {
         assert!(stderr.contains(name), "{stderr}");
     }
     assert!(stderr.contains("3 of 4 photo(s)"), "{stderr}");
+    // Each problem is said once (an error chain once repeated it: "X: not decodable: X: X").
+    let notes = stderr.lines().find(|l| l.contains("notes.jpg")).unwrap();
+    assert_eq!(notes.matches("could not be determined").count(), 1, "{notes}");
+    let missing = stderr.lines().find(|l| l.contains("missing.jpg")).unwrap();
+    assert_eq!(missing.matches("No such file").count(), 1, "{missing}");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Prints a table; the pipeline must cost < 10% and Rust/PyTorch stay within 1.2x.
 //!
 //! `cargo bench -p sporeprint-host --bench train_throughput` (photos from SPOREPRINT_DATA when
-//! set, else generated; STEPS and BATCH override the defaults).
+//! set, else generated; STEPS and BATCH override the defaults; SPOREPRINT_BENCH_JSON=FILE also
+//! writes the numbers for `sporeprint-bench`).
 
 use image::{Rgb, RgbImage};
 use sporeprint_host::adam::Adam;
@@ -110,5 +111,16 @@ fn main() {
     println!("\npipeline cost: {:.1}% (target < 10%)", 100.0 * (1.0 - with_pipeline / preloaded));
     if let Some(py) = pytorch {
         println!("Rust / PyTorch throughput: {:.2} (target within 1.2x)", preloaded / py);
+    }
+    if let Some(path) = std::env::var_os("SPOREPRINT_BENCH_JSON") {
+        let numbers = serde_json::json!({
+            "batch": batch,
+            "steps": steps,
+            "threads": tch::get_num_threads(),
+            "preloaded_images_per_s": preloaded,
+            "pipeline_images_per_s": with_pipeline,
+            "pytorch_images_per_s": pytorch,
+        });
+        sporeprint_shared::store::write_atomically(Path::new(&path), numbers.to_string().as_bytes()).unwrap();
     }
 }

@@ -14,6 +14,7 @@
 
 use crate::data::{Collection, Sample, Split};
 use crate::metrics;
+use crate::model::EmbeddingNet;
 use crate::onnx::{self, Graph, WeightScales};
 use crate::train::{self, Network};
 use anyhow::{Context, anyhow, ensure};
@@ -26,6 +27,7 @@ use sporeprint_shared::table::NewSpecies;
 use sporeprint_shared::{Header, Name, Origin, PreprocessSpec, Table, image_io, store, vector};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
+use tract_onnx::pb;
 
 pub const EMBEDDER: &str = "embedder.onnx";
 pub const EMBEDDER_INT8: &str = "embedder.int8.onnx";
@@ -109,20 +111,15 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     ensure!(args.int8 || args.default_variant == Precision::Fp32, "--default-variant int8 needs --int8");
     let spec = config.backbone.preprocess();
     let net = &network.net;
-    let (size, dim) = (net.input_size(), net.dim);
 
     // The trained network's own embeddings: the reference both exports are held to.
     let inputs = collection_inputs(&split, spec)?;
     let reference = reference_embeddings(&network, &inputs, spec);
 
-    let mut float = Graph::new();
-    let embedding = net.export_into(&mut float);
-    let probes = float.probes().to_vec();
-    let fp32_model = float.into_model(&embedding, size, dim, &net.describe());
     let fp32 = prepare_variant(
         &args.out,
         (EMBEDDER, PROTOTYPES),
-        &onnx::encode(&fp32_model),
+        &onnx::encode(&net.export()),
         (&collection, &split, &inputs, &reference),
         Agreement::Worst(PARITY_COSINE),
         (args.keep, spec),
@@ -130,13 +127,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
 
     let int8 = if args.int8 {
         let photos = calibration_photos(args, &split)?;
-        let mut probing = Graph::new();
-        let embedding = net.export_into(&mut probing);
-        let probe_model = probing.into_model_with_outputs(&embedding, size, dim, "calibration", &probes);
-        let ranges = calibrate(&onnx::encode(&probe_model), &photos, spec)?;
-        let mut quantized = Graph::int8(ranges, args.int8_scales);
-        let embedding = net.export_into(&mut quantized);
-        let model = quantized.into_model(&embedding, size, dim, &format!("{} (int8)", net.describe()));
+        let model = quantize(net, &photos, args.int8_scales)?;
         let int8 = prepare_variant(
             &args.out,
             (EMBEDDER_INT8, PROTOTYPES_INT8),
@@ -168,6 +159,20 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     };
     write_manifest(&args.out, &config, &summary)?;
     Ok(summary)
+}
+
+/// The int8 graph of `net`: static post-training quantization, activation ranges from running
+/// the float graph (with every quantized tensor as an extra output) on the calibration `photos`.
+pub fn quantize(net: &EmbeddingNet, photos: &[PathBuf], scales: WeightScales) -> anyhow::Result<pb::ModelProto> {
+    let (size, dim) = (net.input_size(), net.dim);
+    let mut probing = Graph::new();
+    let embedding = net.export_into(&mut probing);
+    let probes = probing.probes().to_vec();
+    let probe_model = probing.into_model_with_outputs(&embedding, size, dim, "calibration", &probes);
+    let ranges = calibrate(&onnx::encode(&probe_model), photos, net.kind.preprocess())?;
+    let mut quantized = Graph::int8(ranges, scales);
+    let embedding = net.export_into(&mut quantized);
+    Ok(quantized.into_model(&embedding, size, dim, &format!("{} (int8)", net.describe())))
 }
 
 /// Every photo of the split, preprocessed once: (training, validation) inputs.

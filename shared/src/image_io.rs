@@ -15,22 +15,35 @@ use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 
+// The messages already say what went wrong underneath, so the errors name no `source`: a
+// report that walks the chain (`{:#}`) would otherwise say it twice or three times.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct ImageError {
     pub path: PathBuf,
-    #[source]
     pub problem: DecodeError,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("cannot read the file: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("corrupt or truncated JPEG: {0}")]
     Jpeg(String),
     #[error("not a decodable image: {0}")]
-    Image(#[from] image::ImageError),
+    Image(image::ImageError),
+}
+
+impl From<std::io::Error> for DecodeError {
+    fn from(e: std::io::Error) -> DecodeError {
+        DecodeError::Io(e)
+    }
+}
+
+impl From<image::ImageError> for DecodeError {
+    fn from(e: image::ImageError) -> DecodeError {
+        DecodeError::Image(e)
+    }
 }
 
 /// Decodes an encoded photo (JPEG, PNG; recognised by content) to 8-bit RGB.

@@ -37,8 +37,15 @@ pub enum SyncError {
     Unexpected(&'static str),
     #[error("the table is {len} bytes; the protocol carries at most 4 GiB")]
     TooLarge { len: usize },
+    // No `source`: the message already carries it (see image_io's errors).
     #[error("serial line: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for SyncError {
+    fn from(e: io::Error) -> SyncError {
+        SyncError::Io(e)
+    }
 }
 
 /// The device as its `Hello` described it.

@@ -1,0 +1,101 @@
+//! Where tract spends an embedding: time per operator of the optimised plan, the plan's layout
+//! operators, and the work the graph asks for (FLOPs), from tract's own cost model.
+
+use crate::embedder::{ModelFile, input_for};
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::Cost;
+use tract_onnx::tract_core::plan::{SimplePlan, SimpleState, eval};
+
+/// Time of one kind of operator over a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpTime {
+    /// tract's name for the optimised operator (`OptConv`, `Add`, ...).
+    pub op: String,
+    /// How many nodes of the plan run it.
+    pub nodes: usize,
+    pub ms_per_run: f64,
+    /// Fraction of the summed operator time.
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    pub model: String,
+    /// Multiply-adds of the decluttered graph x 2 (convolutions, matrix products).
+    pub flops: f64,
+    /// Nodes of the optimised plan that only move data between layouts.
+    pub layout_nodes: Vec<String>,
+    pub ops: Vec<OpTime>,
+}
+
+/// The model with the input shape its file declares (the exporter writes a fixed one).
+fn load(model: &ModelFile) -> anyhow::Result<TypedModel> {
+    tract_onnx::onnx()
+        .model_for_path(&model.path)
+        .and_then(|m| m.into_typed())
+        .with_context(|| format!("{}: tract cannot load it", model.path.display()))
+}
+
+/// Floating-point operations of one embedding: each multiply-add counts two, in any datum type.
+pub fn flops(model: &ModelFile) -> anyhow::Result<f64> {
+    let decluttered = load(model)?.into_decluttered()?;
+    let mut fma = 0f64;
+    for node in decluttered.nodes() {
+        let inputs = decluttered.node_input_facts(node.id)?;
+        for (cost, count) in node.op.cost(&inputs)? {
+            if matches!(cost, Cost::FMA(_)) {
+                fma += count.to_i64().with_context(|| format!("{}: symbolic cost", node.name))? as f64;
+            }
+        }
+    }
+    Ok(2.0 * fma)
+}
+
+/// Operators ranked by their time in `runs` single-thread runs of the optimised plan.
+pub fn profile(model: &ModelFile, runs: usize) -> anyhow::Result<Profile> {
+    let flops = flops(model)?;
+    let optimised = load(model)?.into_optimized()?;
+    let layout_nodes = optimised
+        .nodes()
+        .iter()
+        .filter(|n| is_layout(n.op.name().as_ref()))
+        .map(|n| format!("{} ({})", n.name, n.op.name()))
+        .collect();
+    let names: Vec<String> = optimised.nodes().iter().map(|n| n.op.name().to_string()).collect();
+    let plan = SimplePlan::new(optimised)?;
+    let mut state = SimpleState::new(&plan)?;
+    let shape = plan.model().input_fact(0)?.shape.as_concrete().context("the input shape is not fixed")?.to_vec();
+    let input = Tensor::from_shape(&shape, &input_for(&model.spec()))?;
+    let mut per_node = vec![0f64; names.len()];
+    state.run(tvec!(input.clone().into_tvalue()))?; // warm-up: buffers, packed weights
+    for _ in 0..runs.max(1) {
+        state.run_plan_with_eval(tvec!(input.clone().into_tvalue()), |ctx, op_state, node, inputs| {
+            let started = Instant::now();
+            let outputs = eval(ctx, op_state, node, inputs);
+            per_node[node.id] += started.elapsed().as_secs_f64() * 1e3;
+            outputs
+        })?;
+    }
+    let mut by_op: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    for (name, ms) in names.iter().zip(&per_node) {
+        let entry = by_op.entry(name).or_default();
+        entry.0 += 1;
+        entry.1 += ms / runs.max(1) as f64;
+    }
+    let total: f64 = by_op.values().map(|(_, ms)| ms).sum();
+    let mut ops: Vec<OpTime> = by_op
+        .into_iter()
+        .map(|(op, (nodes, ms))| OpTime { op: op.to_string(), nodes, ms_per_run: ms, share: ms / total })
+        .collect();
+    ops.sort_by(|a, b| b.ms_per_run.total_cmp(&a.ms_per_run));
+    Ok(Profile { model: model.label(), flops, layout_nodes, ops })
+}
+
+/// Operators that only reorder or reshape data.
+fn is_layout(op: &str) -> bool {
+    ["Transpose", "MoveAxis", "AxisOp", "Permute"].iter().any(|l| op.contains(l))
+}
