@@ -107,16 +107,13 @@ impl Server {
     /// session than the current one are ignored: they are delayed copies or replays.
     pub fn handle(&mut self, packet: Packet<Request>) -> (Option<Packet<Reply>>, Option<Event>) {
         let Packet { session, seq, message } = packet;
-        if let Request::Hello { protocol, model, nonce } = message {
-            let (reply, event) = self.hello(protocol, model, nonce);
-            let session = self.session.unwrap_or(0);
-            return (Some(Packet { session, seq, message: reply }), event);
-        }
-        if Some(session) != self.session {
-            return (None, None);
-        }
         let (reply, event) = match message {
-            Request::Hello { .. } => unreachable!("handled above"),
+            Request::Hello { protocol, model, nonce } => {
+                let (reply, event) = self.hello(protocol, model, nonce);
+                let session = self.session.unwrap_or(0);
+                return (Some(Packet { session, seq, message: reply }), event);
+            }
+            _ if Some(session) != self.session => return (None, None),
             Request::Read { snapshot, offset } => self.read(snapshot, offset),
             Request::Write { snapshot, apply } => self.write(snapshot, apply),
             Request::Data { snapshot, offset, bytes } => self.data(snapshot, offset, bytes),
