@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use sporeprint_shared::manifest::Manifest;
 use sporeprint_shared::store;
 use std::path::{Path, PathBuf};
 
@@ -67,9 +68,11 @@ pub struct Latency {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let machine = Machine::this();
     let thread_counts: Vec<usize> = if machine.threads > 1 { vec![1, machine.threads] } else { vec![1] };
-    let models = if cli.models.is_empty() { shipped_models(&cli.model_dir)? } else { cli.models.clone() };
+    let manifest = Manifest::read(&cli.model_dir)?;
+    let models = if cli.models.is_empty() { shipped_models(&cli.model_dir, &manifest)? } else { cli.models.clone() };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ort_latency.py");
-    let with_ort = onnx_runtime::available(&cli.python);
+    let onnx_runtime_version = onnx_runtime::version(&cli.python);
+    let with_ort = onnx_runtime_version.is_some();
     if !with_ort {
         eprintln!(
             "{}: no onnxruntime; ONNX Runtime columns stay empty (scripts/setup.sh installs it)",
@@ -77,8 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
 
-    let variants =
-        sporeprint_shared::manifest::Manifest::read(&cli.model_dir)?.variants.keys().cloned().collect::<Vec<_>>();
+    let variants: Vec<String> = manifest.variants.keys().cloned().collect();
     let steps = models.len() * (1 + thread_counts.len() * (1 + usize::from(with_ort)))
         + thread_counts.len()
         + variants.len() * 2
@@ -172,7 +174,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         memory,
         searches,
         training,
-        onnx_runtime_version: with_ort.then(|| onnx_runtime::version(&cli.python)).flatten(),
+        onnx_runtime_version,
     };
     store::write_atomically(&cli.out, report::markdown(&results).as_bytes())
         .with_context(|| format!("{}: cannot write", cli.out.display()))?;
@@ -186,8 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The shipped model folder's variants, as models to time.
-fn shipped_models(dir: &Path) -> anyhow::Result<Vec<ModelFile>> {
-    let manifest = sporeprint_shared::manifest::Manifest::read(dir)?;
+fn shipped_models(dir: &Path, manifest: &Manifest) -> anyhow::Result<Vec<ModelFile>> {
     manifest
         .variants
         .iter()

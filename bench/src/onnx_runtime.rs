@@ -36,12 +36,7 @@ pub fn latency(
     Ok(Spread::of(times))
 }
 
-/// Whether the venv has ONNX Runtime.
-pub fn available(python: &Path) -> bool {
-    std::process::Command::new(python).args(["-c", "import onnxruntime"]).output().is_ok_and(|o| o.status.success())
-}
-
-/// The venv's ONNX Runtime version.
+/// The venv's ONNX Runtime version; `None` when it has none.
 pub fn version(python: &Path) -> Option<String> {
     let output = std::process::Command::new(python)
         .args(["-c", "import onnxruntime; print(onnxruntime.__version__)"])

@@ -40,9 +40,9 @@ fn load(model: &ModelFile) -> anyhow::Result<TypedModel> {
         .with_context(|| format!("{}: tract cannot load it", model.path.display()))
 }
 
-/// Floating-point operations of one embedding: each multiply-add counts two, in any datum type.
-pub fn flops(model: &ModelFile) -> anyhow::Result<f64> {
-    let decluttered = load(model)?.into_decluttered()?;
+/// Floating-point operations of one embedding of a decluttered model: each multiply-add counts
+/// two, in any datum type.
+fn flops(decluttered: &TypedModel) -> anyhow::Result<f64> {
     let mut fma = 0f64;
     for node in decluttered.nodes() {
         let inputs = decluttered.node_input_facts(node.id)?;
@@ -57,8 +57,9 @@ pub fn flops(model: &ModelFile) -> anyhow::Result<f64> {
 
 /// Operators ranked by their time in `runs` single-thread runs of the optimised plan.
 pub fn profile(model: &ModelFile, runs: usize) -> anyhow::Result<Profile> {
-    let flops = flops(model)?;
-    let optimised = load(model)?.into_optimized()?;
+    let decluttered = load(model)?.into_decluttered()?;
+    let flops = flops(&decluttered)?;
+    let optimised = decluttered.into_optimized()?;
     let layout_nodes = optimised
         .nodes()
         .iter()

@@ -57,7 +57,6 @@ fn verdict(ok: bool) -> &'static str {
 pub fn markdown(r: &Results) -> String {
     let mut md = String::new();
     let threads: Vec<usize> = r.peaks.iter().map(|p| p.threads).collect();
-    let all = *threads.last().unwrap_or(&1);
     let _ = writeln!(md, "# sporeprint benchmarks\n");
     let _ = writeln!(
         md,
@@ -113,15 +112,14 @@ pub fn markdown(r: &Results) -> String {
         "| model | threads | fastest tract int8 | ONNX Runtime fp32 | tract fp32 | goal |\n|---|---:|---|---:|---:|---|"
     );
     for family in &families {
-        let of = |variant: &'static str| {
-            r.latencies.iter().filter(move |l| l.model.family == *family && l.model.variant.starts_with(variant))
-        };
+        let of =
+            |int8: bool| r.latencies.iter().filter(move |l| l.model.family == *family && l.model.is_int8() == int8);
         for &t in &threads {
-            let int8 = of("int8")
+            let int8 = of(true)
                 .filter_map(|l| at(&l.tract, t).map(|s| (l, s)))
                 .min_by(|a, b| a.1.median_ms.total_cmp(&b.1.median_ms));
-            let ort_fp32 = of("fp32").find_map(|l| at(&l.onnx_runtime, t));
-            let tract_fp32 = of("fp32").find_map(|l| at(&l.tract, t));
+            let ort_fp32 = of(false).find_map(|l| at(&l.onnx_runtime, t));
+            let tract_fp32 = of(false).find_map(|l| at(&l.tract, t));
             if let (Some((l, s)), Some(o)) = (int8, ort_fp32) {
                 let _ = writeln!(
                     md,
@@ -167,13 +165,16 @@ pub fn markdown(r: &Results) -> String {
     for p in &r.peaks {
         let _ = writeln!(md, "| {} | {:.1} | {:.1} |", p.threads, p.f32_gflops, p.i8_gops);
     }
-    let _ = writeln!(
-        md,
-        "\n| model | floor 1T (ms) | tract 1T / floor | floor {all}T (ms) | tract {all}T / floor |\n|---|---:|---:|---:|---:|"
-    );
+    let mut header = "\n| model |".to_string();
+    let mut rule = "|---|".to_string();
+    for t in &threads {
+        let _ = write!(header, " floor {t}T (ms) | tract {t}T / floor |");
+        rule.push_str("---:|---:|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
     for l in &r.latencies {
         let _ = write!(md, "| {} |", l.model.label());
-        for &t in [1, all].iter().take(if all > 1 { 2 } else { 1 }) {
+        for &t in &threads {
             match (r.floor_ms(l, t), at(&l.tract, t)) {
                 (Some(f), Some(s)) => {
                     let _ = write!(md, " {} | {:.1}x |", ms(f), s.median_ms / f);

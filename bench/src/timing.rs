@@ -18,9 +18,9 @@ impl Spread {
         assert!(!samples.is_empty(), "a spread needs at least one sample");
         samples.sort_by(f64::total_cmp);
         let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-        let mid = samples.len() / 2;
-        let median = if samples.len() % 2 == 1 { samples[mid] } else { (samples[mid - 1] + samples[mid]) / 2.0 };
-        Spread { median_ms: median, p10_ms: at(0.1), p90_ms: at(0.9), runs: samples.len() }
+        let (p10_ms, p90_ms, runs) = (at(0.1), at(0.9), samples.len());
+        // The device's own median, so `sporeprint-device bench` and this report agree.
+        Spread { median_ms: sporeprint_device::bench::median(samples), p10_ms, p90_ms, runs }
     }
 
     /// `median (p10-p90)` for a table cell.

@@ -44,7 +44,8 @@ fn main() -> anyhow::Result<()> {
     };
     let scratch = tempfile::tempdir()?;
     let photos = match rest.first() {
-        Some(dir) => photos_in(Path::new(dir))?,
+        Some(dir) => export::spread_evenly(&export::photos_under(Path::new(dir))?, CALIBRATION_PHOTOS)
+            .with_context(|| format!("{dir}: no photos"))?,
         None => generated_photos(scratch.path())?,
     };
 
@@ -61,28 +62,6 @@ fn main() -> anyhow::Result<()> {
         onnx::encode(&export::quantize(&network.net, &photos, WeightScales::PerTensor)?),
     )?;
     Ok(())
-}
-
-/// Up to [`CALIBRATION_PHOTOS`] photos spread over the folder tree.
-fn photos_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut all = vec![];
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if sporeprint_host::data::is_image(&path) {
-                all.push(path);
-            }
-        }
-    }
-    all.sort();
-    if all.is_empty() {
-        bail!("{}: no photos", dir.display());
-    }
-    let count = CALIBRATION_PHOTOS.min(all.len());
-    Ok((0..count).map(|i| all[i * all.len() / count].clone()).collect())
 }
 
 fn generated_photos(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {

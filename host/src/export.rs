@@ -325,17 +325,26 @@ fn prepare_variant(
 /// `calibration_photos` of them spread evenly.
 fn calibration_photos(args: &ExportArgs, split: &Split) -> anyhow::Result<Vec<PathBuf>> {
     let all: Vec<PathBuf> = match &args.calibration {
-        Some(root) => {
-            let mut found = vec![];
-            collect_images(root, &mut found)?;
-            found.sort();
-            found
-        }
+        Some(root) => photos_under(root)?,
         None => split.train.iter().map(|s| s.path.clone()).collect(),
     };
-    ensure!(!all.is_empty(), "no calibration photos found");
-    let count = args.calibration_photos.clamp(1, all.len());
-    Ok((0..count).map(|i| all[i * all.len() / count].clone()).collect())
+    spread_evenly(&all, args.calibration_photos)
+}
+
+/// Every photo under `root` (recursively), sorted.
+pub fn photos_under(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = vec![];
+    collect_images(root, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
+/// At most `count` (at least one) of `photos`, spread evenly over them: calibration ranges
+/// then see every species of a sorted folder tree, not the first few.
+pub fn spread_evenly(photos: &[PathBuf], count: usize) -> anyhow::Result<Vec<PathBuf>> {
+    ensure!(!photos.is_empty(), "no calibration photos found");
+    let count = count.clamp(1, photos.len());
+    Ok((0..count).map(|i| photos[i * photos.len() / count].clone()).collect())
 }
 
 fn collect_images(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
