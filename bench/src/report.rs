@@ -46,6 +46,21 @@ impl Results {
     }
 }
 
+/// The head of a Markdown table with a group of numeric columns per thread count: the first
+/// column left-aligned, every other one right-aligned.
+fn table_head<const N: usize>(
+    leading: &[&str],
+    threads: &[usize],
+    per_thread: impl Fn(usize) -> [String; N],
+    trailing: &[&str],
+) -> String {
+    let mut names: Vec<String> = leading.iter().map(|c| c.to_string()).collect();
+    names.extend(threads.iter().flat_map(|&t| per_thread(t)));
+    names.extend(trailing.iter().map(|c| c.to_string()));
+    let rule: String = (0..names.len()).map(|i| if i == 0 { "---|" } else { "---:|" }).collect();
+    format!("| {} |\n|{rule}\n", names.join(" | "))
+}
+
 fn at(series: &[(usize, Spread)], threads: usize) -> Option<&Spread> {
     series.iter().find(|(t, _)| *t == threads).map(|(_, s)| s)
 }
@@ -70,13 +85,8 @@ pub fn markdown(r: &Results) -> String {
     );
 
     let _ = writeln!(md, "## Embedder latency, 1x3x224x224\n");
-    let mut header = "| model | file MB | GFLOP |".to_string();
-    let mut rule = "|---|---:|---:|".to_string();
-    for t in &threads {
-        let _ = write!(header, " tract {t}T | ONNX Runtime {t}T | tract / ORT {t}T |");
-        rule.push_str("---:|---:|---:|");
-    }
-    let _ = writeln!(md, "{header} tract 1T / floor |\n{rule}---:|");
+    let per_thread = |t| [format!("tract {t}T"), format!("ONNX Runtime {t}T"), format!("tract / ORT {t}T")];
+    md.push_str(&table_head(&["model", "file MB", "GFLOP"], &threads, per_thread, &["tract 1T / floor"]));
     for l in &r.latencies {
         let _ = write!(md, "| {} | {:.1} | {:.2} |", l.model.label(), l.model.bytes as f64 / 1e6, l.flops / 1e9);
         for &t in &threads {
@@ -165,13 +175,9 @@ pub fn markdown(r: &Results) -> String {
     for p in &r.peaks {
         let _ = writeln!(md, "| {} | {:.1} | {:.1} |", p.threads, p.f32_gflops, p.i8_gops);
     }
-    let mut header = "\n| model |".to_string();
-    let mut rule = "|---|".to_string();
-    for t in &threads {
-        let _ = write!(header, " floor {t}T (ms) | tract {t}T / floor |");
-        rule.push_str("---:|---:|");
-    }
-    let _ = writeln!(md, "{header}\n{rule}");
+    md.push('\n');
+    let per_thread = |t| [format!("floor {t}T (ms)"), format!("tract {t}T / floor")];
+    md.push_str(&table_head(&["model"], &threads, per_thread, &[]));
     for l in &r.latencies {
         let _ = write!(md, "| {} |", l.model.label());
         for &t in &threads {
@@ -386,6 +392,11 @@ mod tests {
         // Floors: 1 GFLOP at 100 GFLOP/s = 10 ms (fp32), at 400 GOP/s = 2.5 ms (int8).
         assert!(md.contains("| net fp32 | 10.0 | 2.0x |"), "{md}");
         assert!(md.contains("| net int8 | 2.50 | 3.2x |"), "{md}");
+        // Table heads carry one column group per measured thread count.
+        assert!(md.contains(
+            "| model | file MB | GFLOP | tract 1T | ONNX Runtime 1T | tract / ORT 1T | tract 1T / floor |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        ), "{md}");
+        assert!(md.contains("\n| model | floor 1T (ms) | tract 1T / floor |\n|---|---:|---:|\n"), "{md}");
         // Pi estimates for fp32 only.
         assert!(md.contains("| net fp32 | ~") && !md.contains("| net int8 | ~"), "{md}");
     }
