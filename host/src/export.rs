@@ -419,7 +419,11 @@ fn write_manifest(out: &Path, config: &train::TrainConfig, summary: &ExportSumma
         variants,
         trained: Some(manifest::Trained {
             run: config.out.clone(),
-            mining: name(config.mining),
+            // A head fitted in closed form (`--epochs 0`) was never trained on mined triplets.
+            mining: match config.epochs {
+                0 => format!("none: {} projection, 0 epochs", name(config.projection)),
+                _ => name(config.mining),
+            },
             unseen_species_held_out: config.unseen,
             seed: config.seed,
         }),

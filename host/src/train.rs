@@ -20,7 +20,7 @@ use crate::data::{Collection, Split};
 use crate::loss::{self, LossOutput};
 use crate::metrics;
 use crate::mining::{self, Distances, Mining, Triplet};
-use crate::model::head::HeadKind;
+use crate::model::head::{HeadKind, Projection};
 use crate::model::{BACKBONE_PREFIX, BackboneKind, EmbeddingNet};
 use crate::pipeline::{self, Augment, BatchPlan, PhotoCache};
 use anyhow::{Context, bail, ensure};
@@ -57,6 +57,15 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value = "residual")]
     #[serde(default = "study_head")]
     pub head: HeadKind,
+    /// Where the residual head's projection starts: half-whitened PCA of the features, or
+    /// regularised LDA of the training species.
+    #[arg(long, value_enum, default_value = "pca")]
+    #[serde(default)]
+    pub projection: Projection,
+    /// LDA only: the within-species scatter is shrunk towards this many times its mean variance.
+    #[arg(long, default_value_t = 3.0)]
+    #[serde(default = "default_shrinkage")]
+    pub lda_shrinkage: f64,
     #[arg(long, default_value_t = 128)]
     pub embedding_dim: i64,
     #[arg(long, value_enum, default_value = "batch-hard")]
@@ -94,6 +103,13 @@ pub struct TrainConfig {
     /// Train on centre crops only (no random crop, flip or colour jitter).
     #[arg(long)]
     pub no_augment: bool,
+    /// With a frozen backbone: the backbone's features of this many augmented views of each
+    /// training photo (plus its centre crop) are computed once, and each step trains the head on
+    /// a random one of them. 0: the backbone runs on fresh augmentations every step (slow on a
+    /// CPU).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub feature_views: usize,
 }
 
 /// Runs written before the head was configurable used the study's.
@@ -103,6 +119,10 @@ fn study_head() -> HeadKind {
 
 fn default_temperature() -> f64 {
     0.05
+}
+
+fn default_shrinkage() -> f64 {
+    3.0
 }
 
 /// Where an interrupted or finished run stands (`state.json`).
@@ -250,18 +270,18 @@ impl Network {
     }
 }
 
-/// Starts the residual head from the training photos' features (centre and whitened PCA), and
+/// Starts the residual head from the training photos' features (centre and projection), and
 /// each species' proxy at the mean of its photos' starting embeddings.
-fn initialise(network: &mut Network, train: &PhotoCache, proxies: Option<&Tensor>) {
+fn initialise(network: &mut Network, train: &PhotoCache, proxies: Option<&Tensor>, config: &TrainConfig) {
     if network.net.head_kind() == HeadKind::Study && proxies.is_none() {
         return;
     }
     eprintln!("initialising the head from the backbone's features of the training photos");
     let features = network.features(train).to_device(network.vs.device());
-    network.net.initialise_head(&features);
+    let labels = train.labels();
+    network.net.initialise_head(&features, &labels, config.projection, config.lda_shrinkage);
     if let Some(proxies) = proxies {
         let embeddings = tch::no_grad(|| network.net.embed_features(&features));
-        let labels = train.labels();
         tch::no_grad(|| {
             for (label, members) in metrics::by_label(&labels) {
                 let members: Vec<i64> = members.iter().map(|&i| i as i64).collect();
@@ -280,10 +300,65 @@ fn rows(matrix: &Tensor, indices: &[usize]) -> Tensor {
 }
 
 /// Backbone features of every training and validation photo, computed once: with a frozen
-/// backbone and no augmentation they never change, and only the head needs to run each step.
+/// backbone they never change, and only the head needs to run each step.
 struct FeatureCache {
+    /// Centre crops `[N, F]`.
     train: Tensor,
     validation: Tensor,
+    /// `--feature-views`: the centre crops followed by each augmented view, `[(V + 1) * N, F]`
+    /// (row `v * N + i`: view `v` of photo `i`).
+    views: Option<Tensor>,
+}
+
+impl FeatureCache {
+    fn new(network: &Network, (train, validation): (&PhotoCache, &PhotoCache), config: &TrainConfig) -> FeatureCache {
+        let train_features = network.features(train);
+        let views = (config.feature_views > 0 && !config.no_augment).then(|| {
+            eprintln!(
+                "frozen backbone: computing the features of {} augmented views of each photo once",
+                config.feature_views
+            );
+            let bar = pipeline::progress((config.feature_views * train.len()) as u64, "feature views");
+            let augment = Augment::default();
+            let all: Vec<usize> = (0..train.len()).collect();
+            let mut views = vec![train_features.shallow_clone()];
+            for view in 1..=config.feature_views as u64 {
+                let batch = |chunk: &[usize]| {
+                    let seeds: Vec<u64> = chunk.iter().map(|&i| view_seed(config.seed, view, i)).collect();
+                    bar.inc(chunk.len() as u64);
+                    train.batch(chunk, Some((&augment, &seeds)))
+                };
+                views.push(network.run_batches(&all, batch, |images| network.net.features_t(images, false)));
+            }
+            bar.finish_and_clear();
+            Tensor::cat(&views, 0)
+        });
+        if views.is_none() {
+            eprintln!("frozen backbone, no augmentation: computing the backbone's features once");
+        }
+        FeatureCache { train: train_features, validation: network.features(validation), views }
+    }
+
+    /// The features a step trains on: a random view of each photo (the step's seed picks it)
+    /// when views were computed, else the centre crops.
+    fn step_features(&self, step: &BatchPlan) -> Tensor {
+        let Some(views) = &self.views else { return rows(&self.train, &step.photos) };
+        let photos = self.train.size()[0] as usize;
+        let count = views.size()[0] as usize / photos;
+        let picks: Vec<usize> = step
+            .photos
+            .iter()
+            .zip(&step.seeds)
+            .map(|(&photo, &seed)| (seed % count as u64) as usize * photos + photo)
+            .collect();
+        rows(views, &picks)
+    }
+}
+
+/// The augmentation seed of one view of one photo: fixed by the run's seed, so the views are
+/// the same on every machine and when a run is resumed.
+fn view_seed(seed: u64, view: u64, photo: usize) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (view << 32) ^ photo as u64
 }
 
 /// Writes tensors via a synced temporary file and a rename, so a crash never leaves half a
@@ -525,7 +600,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             let loaded = load_backbone_weights(&network.vs, &weights)?;
             eprintln!("loaded {loaded} pretrained backbone tensors from {}", weights.display());
         }
-        initialise(&mut network, &train, proxies.as_ref());
+        initialise(&mut network, &train, proxies.as_ref(), &config);
     } else {
         let checkpoint = run.join(CHECKPOINT);
         network.vs.load(&checkpoint).with_context(|| format!("{}: cannot resume", checkpoint.display()))?;
@@ -541,10 +616,22 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
 
     let validation_set = validation_triplets(&train, &validation, config.seed);
     let augment = (!config.no_augment).then(Augment::default);
-    let features = (config.freeze_backbone && config.no_augment).then(|| {
-        eprintln!("frozen backbone, no augmentation: computing the backbone's features once");
-        FeatureCache { train: network.features(&train), validation: network.features(&validation) }
-    });
+    let features = (config.freeze_backbone && (config.no_augment || config.feature_views > 0))
+        .then(|| FeatureCache::new(&network, (&train, &validation), &config));
+    if config.epochs == 0 && state.epochs_done == 0 {
+        // No gradient steps: the head's fitted start (e.g. `--projection lda`) is the model.
+        let (out, accuracy) =
+            validate(&network, (&train, &validation), features.as_ref(), &validation_set, config.margin);
+        eprintln!("0 epochs: the fitted head as it starts, validation prototype top-1 {:.1}%", accuracy * 100.0);
+        state.best_validation_accuracy = Some(accuracy);
+        state.best_validation_loss = Some(out.loss.double_value(&[]));
+        state.best_epoch = Some(0);
+        let weights = variables(&network.vs);
+        save_tensors(&run.join(BEST), &weights)?;
+        save_tensors(&run.join(CHECKPOINT), &weights)?;
+        save_tensors(&run.join(OPTIMIZER), &adam.state())?;
+        save_json(&run.join(STATE), &state)?;
+    }
     let mut interrupted = false;
     let mut stopped_early = false;
     for epoch in state.epochs_done..config.epochs {
@@ -580,7 +667,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
         match &features {
             Some(features) => {
                 for step in &steps {
-                    let embeddings = network.net.embed_features(&rows(&features.train, &step.photos));
+                    let embeddings = network.net.embed_features(&features.step_features(step));
                     if !train_on(step, embeddings) {
                         break;
                     }

@@ -6,7 +6,7 @@ mod common;
 use common::{config, make_photos, run};
 use sporeprint_host::export::{self, ExportArgs, Precision};
 use sporeprint_host::mining::Mining;
-use sporeprint_host::model::head::HeadKind;
+use sporeprint_host::model::head::{HeadKind, Projection};
 use sporeprint_host::model::{BackboneKind, EmbeddingNet};
 use sporeprint_host::onnx::{self, WeightScales};
 use sporeprint_shared::embedder::{Embedder, EmbedderError};
@@ -44,7 +44,9 @@ fn random_network(vs: &VarStore, kind: BackboneKind, head: HeadKind, dim: i64) -
         }
     });
     let features = Tensor::randn([64, kind.feature_dim()], (Kind::Float, tch::Device::Cpu)).abs();
-    net.initialise_head(&features);
+    // The LDA start (8 made-up species) has the least regular projection to carry over.
+    let labels: Vec<usize> = (0..64).map(|i| i % 8).collect();
+    net.initialise_head(&features, &labels, Projection::Lda, 3.0);
     net
 }
 

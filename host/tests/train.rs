@@ -146,6 +146,7 @@ fn eval_measures_a_trained_run_on_every_variant() {
         features: false,
         backbone: BackboneKind::Tiny,
         unseen: 2,
+        seed: 0,
         knn: 5,
         shots: vec![1, 3],
         draws: 20,
@@ -256,11 +257,13 @@ fn an_interrupted_run_saves_a_checkpoint_and_resumes() {
 fn a_frozen_backbone_is_left_untouched_while_the_head_learns() {
     let data = tempfile::tempdir().unwrap();
     make_photos(data.path(), 8, 6);
-    for no_augment in [true, false] {
+    // Centre crops' features once; fresh augmentations every step; augmented views' features once.
+    for (no_augment, feature_views) in [(true, 0), (false, 0), (false, 3)] {
         let out = tempfile::tempdir().unwrap();
         let mut frozen = config(data.path(), out.path(), Mining::BatchAll, 6);
         frozen.freeze_backbone = true;
         frozen.no_augment = no_augment;
+        frozen.feature_views = feature_views;
         // The study's randomly initialised head has a clear loss to bring down; the residual head
         // starts near its optimum on these easy photos and its loss only wanders under augmentation.
         frozen.head = sporeprint_host::model::head::HeadKind::Study;
@@ -281,7 +284,14 @@ fn a_frozen_backbone_is_left_untouched_while_the_head_learns() {
         frozen.weights = Some(weights);
         run(frozen.clone(), false);
         let m = metrics(out.path());
-        assert!(m[m.len() - 1].train_loss < m[0].train_loss, "no_augment {no_augment}: {m:?}");
+        assert!(m[m.len() - 1].train_loss < m[0].train_loss, "no_augment {no_augment}, views {feature_views}: {m:?}");
+        if feature_views > 0 {
+            // The views are seeded by the run: a second run trains on the same ones.
+            let again = tempfile::tempdir().unwrap();
+            run(train::TrainConfig { out: again.path().to_path_buf(), ..frozen.clone() }, false);
+            let losses = |m: &[EpochMetrics]| m.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+            assert_eq!(losses(&metrics(again.path())), losses(&m));
+        }
 
         let trained: BTreeMap<String, Tensor> =
             Tensor::read_safetensors(out.path().join(train::CHECKPOINT)).unwrap().into_iter().collect();

@@ -25,6 +25,19 @@ pub enum HeadKind {
     Residual,
 }
 
+/// Where the residual head's projection `P` starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Projection {
+    /// The features' top principal directions, half-whitened.
+    #[default]
+    Pca,
+    /// Regularised linear discriminant analysis: the directions along which species differ most
+    /// relative to how photos of one species vary. What varies within a species (light, angle,
+    /// background) varies the same way for species never seen, so it carries over to them.
+    Lda,
+}
+
 #[derive(Debug)]
 pub struct Head {
     pub kind: HeadKind,
@@ -59,20 +72,21 @@ impl Head {
     /// `1/sqrt(singular value)` (half-whitening, the best of 0, 1/2 and 1 in our measurements),
     /// and the whole scaled so training features project to unit length on average. Directions
     /// beyond the rank of `features` stay zero. A study head is left as it is.
-    pub fn initialise(&mut self, features: &Tensor) {
+    ///
+    /// With [`Projection::Lda`], `P` is instead the top D discriminant directions of the photos'
+    /// species (`labels`, one per row), the within-species scatter shrunk towards its mean
+    /// variance by `shrinkage` (0: plain LDA, which 3 photos per species make unstable).
+    pub fn initialise(&mut self, features: &Tensor, labels: &[usize], start: Projection, shrinkage: f64) {
         let (Some(centre), Some(projection)) = (&mut self.centre, &mut self.projection) else { return };
         tch::no_grad(|| {
             let features = features.to_device(centre.device()).to_kind(Kind::Float);
             let mean = features.mean_dim([0i64].as_slice(), false, Kind::Float);
             let centred = &features - &mean;
-            // `svd` rather than `linalg_svd`: tch passes linalg_svd a driver, which CPUs refuse.
-            let (_, singular, right) = centred.svd(true, true);
-            let directions = right.tr();
             let dim = projection.size()[0];
-            let rank = singular.size()[0].min(dim);
-            let scale = singular.narrow(0, 0, rank).clamp_min(1e-6).sqrt().reciprocal().unsqueeze(1);
-            let mut p = projection.zeros_like();
-            p.narrow(0, 0, rank).copy_(&(directions.narrow(0, 0, rank) * scale));
+            let mut p = match start {
+                Projection::Pca => half_whitened_pca(&centred, dim),
+                Projection::Lda => discriminant_directions(&centred, labels, dim, shrinkage),
+            };
             let mean_norm = centred.matmul(&p.tr()).norm_scalaropt_dim(2, [1i64].as_slice(), false).mean(Kind::Float);
             p /= mean_norm.clamp_min(1e-12);
             centre.copy_(&mean);
@@ -128,6 +142,53 @@ impl Module for Head {
     }
 }
 
+/// `[D, F]`: the top principal directions of centred rows, scaled by `1/sqrt(singular value)`;
+/// directions beyond the rank stay zero.
+fn half_whitened_pca(centred: &Tensor, dim: i64) -> Tensor {
+    // `svd` rather than `linalg_svd`: tch passes linalg_svd a driver, which CPUs refuse.
+    let (_, singular, right) = centred.svd(true, true);
+    let directions = right.tr();
+    let rank = singular.size()[0].min(dim);
+    let scale = singular.narrow(0, 0, rank).clamp_min(1e-6).sqrt().reciprocal().unsqueeze(1);
+    let p = Tensor::zeros([dim, centred.size()[1]], (Kind::Float, centred.device()));
+    p.narrow(0, 0, rank).copy_(&(directions.narrow(0, 0, rank) * scale));
+    p
+}
+
+/// `[D, F]`: regularised LDA of centred rows. The within-species scatter `S_w + shrinkage *
+/// mean variance * I` is whitened, and the top principal directions of the species means in that
+/// whitened space are mapped back (computed in double precision).
+fn discriminant_directions(centred: &Tensor, labels: &[usize], dim: i64, shrinkage: f64) -> Tensor {
+    let x = centred.to_kind(Kind::Double);
+    let (rows, width) = (x.size()[0], x.size()[1]);
+    let groups = crate::metrics::by_label(labels);
+    let mut species_means = Vec::with_capacity(groups.len());
+    let mut within = Vec::with_capacity(groups.len());
+    for members in groups.values() {
+        let index: Vec<i64> = members.iter().map(|&i| i as i64).collect();
+        let members = x.index_select(0, &Tensor::from_slice(&index).to_device(x.device()));
+        let species_mean = members.mean_dim([0i64].as_slice(), true, Kind::Double);
+        within.push(&members - &species_mean);
+        species_means.push(species_mean);
+    }
+    let within = Tensor::cat(&within, 0);
+    let species_means = Tensor::cat(&species_means, 0);
+    let scatter = within.tr().matmul(&within) / rows as f64;
+    let variance = scatter.trace().double_value(&[]) / width as f64;
+    let regularised = scatter + Tensor::eye(width, (Kind::Double, x.device())) * (shrinkage * variance).max(1e-12);
+    let (values, vectors) = regularised.linalg_eigh("L");
+    let whiten = vectors * values.clamp_min(1e-12).rsqrt().unsqueeze(0);
+    let between = species_means.matmul(&whiten);
+    let between = between.tr().matmul(&between) / species_means.size()[0] as f64;
+    // eigh sorts ascending: the last columns are the most discriminant.
+    let (_, directions) = between.linalg_eigh("L");
+    let top = dim.min(width);
+    let chosen = directions.narrow(1, width - top, top).flip([1i64]);
+    let p = Tensor::zeros([dim, width], (Kind::Float, x.device()));
+    p.narrow(0, 0, top).copy_(&whiten.matmul(&chosen).tr().to_kind(Kind::Float));
+    p
+}
+
 /// Rows scaled to unit length (a zero row stays zero).
 pub fn l2_normalize(xs: &Tensor) -> Tensor {
     let norm = xs.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12);
@@ -146,7 +207,7 @@ mod tests {
         // Features with very different spreads per axis, off-centre.
         let scales = Tensor::from_slice(&[9.0f32, 4.0, 1.0, 0.5, 0.1, 0.1, 0.1, 0.1]);
         let features = Tensor::randn([200, 8], (Kind::Float, tch::Device::Cpu)) * &scales + 5.0;
-        head.initialise(&features);
+        head.initialise(&features, &[], Projection::Pca, 0.0);
         let raw = tch::no_grad(|| head.raw(&features));
         // The MLP starts at zero: the output is the projection alone, centred and uncorrelated.
         let mean = raw.mean_dim([0i64].as_slice(), false, Kind::Float);
@@ -162,11 +223,33 @@ mod tests {
     }
 
     #[test]
+    fn an_lda_start_projects_onto_what_tells_species_apart_not_onto_what_varies_most() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        // 4 species x 10 photos in 8-D: photos of one species spread widely along axis 0, while
+        // the species differ only by small steps along axis 5.
+        let labels: Vec<usize> = (0..40).map(|i| i / 10).collect();
+        let noise = Tensor::randn([40, 8], (Kind::Float, tch::Device::Cpu))
+            * Tensor::from_slice(&[9.0f32, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]);
+        let steps: Vec<f32> =
+            labels.iter().flat_map(|&l| (0..8).map(move |axis| if axis == 5 { 2.0 * l as f32 } else { 0.0 })).collect();
+        let features = noise + Tensor::from_slice(&steps).view([40, 8]);
+        let leading = |start: Projection| {
+            let mut head = Head::new(&vs.root().sub(format!("{start:?}")), HeadKind::Residual, 8, 2);
+            head.initialise(&features, &labels, start, 0.1);
+            let row: Vec<f32> = Vec::try_from(head.projection.as_ref().unwrap().get(0).abs()).unwrap();
+            row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
+        };
+        assert_eq!(leading(Projection::Pca), 0, "PCA follows the largest spread");
+        assert_eq!(leading(Projection::Lda), 5, "LDA follows the species");
+    }
+
+    #[test]
     fn more_dimensions_than_photos_leave_the_extra_directions_at_zero() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let mut head = Head::new(&vs.root(), HeadKind::Residual, 8, 6);
         let features = Tensor::randn([3, 8], (Kind::Float, tch::Device::Cpu));
-        head.initialise(&features);
+        head.initialise(&features, &[], Projection::Pca, 0.0);
         let raw = tch::no_grad(|| head.raw(&features));
         // 3 photos span at most 2 centred directions (the third singular value is ~0).
         assert!(raw.narrow(1, 3, 3).abs().max().double_value(&[]) < 1e-5, "{raw}");

@@ -97,9 +97,10 @@ impl EmbeddingNet {
         if self.frozen_backbone { tch::no_grad(run) } else { run() }
     }
 
-    /// Centres and projects the residual head on backbone features of the training photos.
-    pub fn initialise_head(&mut self, features: &Tensor) {
-        self.head.initialise(features);
+    /// Centres and projects the residual head on backbone features of the training photos and
+    /// their species (see [`head::Head::initialise`]).
+    pub fn initialise_head(&mut self, features: &Tensor, labels: &[usize], start: head::Projection, shrinkage: f64) {
+        self.head.initialise(features, labels, start, shrinkage);
     }
 
     pub fn head_kind(&self) -> HeadKind {

@@ -50,6 +50,9 @@ pub fn config(data: &Path, out: &Path, mining: Mining, epochs: usize) -> TrainCo
         patience: 100,
         freeze_backbone: false,
         no_augment: false,
+        feature_views: 0,
+        projection: Default::default(),
+        lda_shrinkage: 3.0,
     }
 }
 
