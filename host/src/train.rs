@@ -271,13 +271,20 @@ impl Network {
 }
 
 /// Starts the residual head from the training photos' features (centre and projection), and
-/// each species' proxy at the mean of its photos' starting embeddings.
-fn initialise(network: &mut Network, train: &PhotoCache, proxies: Option<&Tensor>, config: &TrainConfig) {
+/// each species' proxy at the mean of its photos' starting embeddings. `cached`: those features
+/// when a frozen backbone's were already computed.
+fn initialise(
+    network: &mut Network,
+    train: &PhotoCache,
+    cached: Option<&Tensor>,
+    proxies: Option<&Tensor>,
+    config: &TrainConfig,
+) {
     if network.net.head_kind() == HeadKind::Study && proxies.is_none() {
         return;
     }
     eprintln!("initialising the head from the backbone's features of the training photos");
-    let features = network.features(train).to_device(network.vs.device());
+    let features = cached.map_or_else(|| network.features(train), Tensor::shallow_clone).to_device(network.vs.device());
     let labels = train.labels();
     network.net.initialise_head(&features, &labels, config.projection, config.lda_shrinkage);
     if let Some(proxies) = proxies {
@@ -372,6 +379,13 @@ fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()>
     std::fs::rename(&temp, path).with_context(|| error(path))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| error(dir))
+}
+
+/// What `--resume` continues from: the weights, the optimizer's moments and the run's state.
+fn save_checkpoint(run: &Path, weights: &[(String, Tensor)], adam: &Adam, state: &RunState) -> anyhow::Result<()> {
+    save_tensors(&run.join(CHECKPOINT), weights)?;
+    save_tensors(&run.join(OPTIMIZER), &adam.state())?;
+    save_json(&run.join(STATE), state)
 }
 
 fn save_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -600,10 +614,15 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             let loaded = load_backbone_weights(&network.vs, &weights)?;
             eprintln!("loaded {loaded} pretrained backbone tensors from {}", weights.display());
         }
-        initialise(&mut network, &train, proxies.as_ref(), &config);
     } else {
         let checkpoint = run.join(CHECKPOINT);
         network.vs.load(&checkpoint).with_context(|| format!("{}: cannot resume", checkpoint.display()))?;
+    }
+    // Built before the head starts, which then reuses the training photos' features.
+    let features = (config.freeze_backbone && (config.no_augment || config.feature_views > 0))
+        .then(|| FeatureCache::new(&network, (&train, &validation), &config));
+    if state.epochs_done == 0 {
+        initialise(&mut network, &train, features.as_ref().map(|f| &f.train), proxies.as_ref(), &config);
     }
     let trainable: Vec<(String, Tensor)> = variables(&network.vs)
         .into_iter()
@@ -616,8 +635,6 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
 
     let validation_set = validation_triplets(&train, &validation, config.seed);
     let augment = (!config.no_augment).then(Augment::default);
-    let features = (config.freeze_backbone && (config.no_augment || config.feature_views > 0))
-        .then(|| FeatureCache::new(&network, (&train, &validation), &config));
     if config.epochs == 0 && state.epochs_done == 0 {
         // No gradient steps: the head's fitted start (e.g. `--projection lda`) is the model.
         let (out, accuracy) =
@@ -628,9 +645,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
         state.best_epoch = Some(0);
         let weights = variables(&network.vs);
         save_tensors(&run.join(BEST), &weights)?;
-        save_tensors(&run.join(CHECKPOINT), &weights)?;
-        save_tensors(&run.join(OPTIMIZER), &adam.state())?;
-        save_json(&run.join(STATE), &state)?;
+        save_checkpoint(&run, &weights, &adam, &state)?;
     }
     let mut interrupted = false;
     let mut stopped_early = false;
@@ -680,9 +695,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
         bar.finish_and_clear();
         if interrupted {
             // The epoch restarts from its beginning with these weights on --resume.
-            save_tensors(&run.join(CHECKPOINT), &variables(&network.vs))?;
-            save_tensors(&run.join(OPTIMIZER), &adam.state())?;
-            save_json(&run.join(STATE), &state)?;
+            save_checkpoint(&run, &variables(&network.vs), &adam, &state)?;
             eprintln!("interrupted: checkpoint saved in {}; continue with --resume", run.display());
             break;
         }
@@ -729,9 +742,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
         } else {
             state.epochs_without_improvement += 1;
         }
-        save_tensors(&run.join(CHECKPOINT), &weights)?;
-        save_tensors(&run.join(OPTIMIZER), &adam.state())?;
-        save_json(&run.join(STATE), &state)?;
+        save_checkpoint(&run, &weights, &adam, &state)?;
     }
 
     if !skipped.is_empty() {
