@@ -63,9 +63,9 @@ pub fn run(
         let decoded_at = Instant::now();
         let input = image_io::to_tensor(&decoded, spec);
         let resized_at = Instant::now();
-        let embedding = model.embedder.embed_input(&input)?;
+        let observed = model.embedder.observe_input(&input)?;
         let embedded_at = Instant::now();
-        std::hint::black_box(table.identify(&embedding, 3)?);
+        std::hint::black_box(table.identify_with(&observed.embedding, observed.atypicality, 3)?);
         let searched_at = Instant::now();
         let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
         for (stage, value) in stages.iter_mut().zip([

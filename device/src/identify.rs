@@ -2,6 +2,7 @@
 
 use crate::model::Model;
 use serde::Serialize;
+use sporeprint_shared::embedder::Observation;
 use sporeprint_shared::{Edibility, Match, Table};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,9 @@ pub struct Answer {
     pub edibility: Option<Edibility>,
     pub top: Vec<Candidate>,
     pub unknown: bool,
+    /// How unlike the model's training photos this one looks as a whole, in distance units (0:
+    /// typical; the open-set rule adds it to the nearest distance).
+    pub atypicality: f32,
     /// A poisonous or deadly species close behind an edible answer.
     pub lookalike: Option<Candidate>,
     /// What a forager must read before anything else, if anything.
@@ -31,13 +35,13 @@ pub struct Candidate {
 
 /// Embeds the photo at `path` and finds its nearest species.
 pub fn identify(model: &Model, table: &Table, path: &Path, top_k: usize) -> anyhow::Result<Answer> {
-    let embedding = model.embedder.embed_file(path)?;
-    answer(table, &embedding, path, top_k)
+    let observed = model.embedder.observe_file(path)?;
+    answer(table, &observed, path, top_k)
 }
 
-/// The answer for an embedding (of the photo at, or captured as, `path`).
-pub fn answer(table: &Table, embedding: &[f32], path: &Path, top_k: usize) -> anyhow::Result<Answer> {
-    let found = table.identify(embedding, top_k)?;
+/// The answer for what the model saw in the photo at, or captured as, `path`.
+pub fn answer(table: &Table, observed: &Observation, path: &Path, top_k: usize) -> anyhow::Result<Answer> {
+    let found = table.identify_with(&observed.embedding, observed.atypicality, top_k)?;
     let entry = |index: usize| &table.entries()[index];
     let candidate = |m: &Match| Candidate {
         species: entry(m.index).name.as_str().into(),
@@ -47,7 +51,14 @@ pub fn answer(table: &Table, embedding: &[f32], path: &Path, top_k: usize) -> an
     };
     let top: Vec<Candidate> = found.top.iter().map(candidate).collect();
     let answer = found.species().map(|m| entry(m.index));
+    // Would the distance alone have named a species? Then the photo's atypicality decided.
+    let unusual = found.top.first().is_some_and(|best| best.distance <= table.header().open_set_threshold);
     let warning = match (answer, found.lookalike) {
+        (None, _) if unusual => Some(
+            "unknown species: the photo looks unlike the photos the model learnt from (another kind of \
+             mushroom, or an unclear photo). Do not eat."
+                .to_string(),
+        ),
         (None, _) => Some("unknown species: not in this table. Do not eat.".to_string()),
         (Some(_), Some(lookalike)) => Some(format!(
             "looks like {} ({}), a dangerous look-alike, too. Do not eat.",
@@ -66,6 +77,7 @@ pub fn answer(table: &Table, embedding: &[f32], path: &Path, top_k: usize) -> an
         edibility: answer.map(|e| e.edibility),
         top,
         unknown: found.unknown,
+        atypicality: found.atypicality,
         lookalike: found.lookalike.as_ref().map(candidate),
         warning,
     })

@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         None => {
             tch::manual_seed(0);
             let vs = tch::nn::VarStore::new(Device::Cpu);
-            let net = sporeprint_host::model::EmbeddingNet::new(&vs.root(), kind, HeadKind::Study, DIM);
+            let net = sporeprint_host::model::EmbeddingNet::new(&vs.root(), kind, HeadKind::Study, DIM, 0.0);
             Network { vs, net }
         }
     };

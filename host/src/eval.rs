@@ -19,6 +19,7 @@
 //! - open set: the threshold keeping 95% of validation photos within their nearest seen
 //!   prototype, and the share of unseen-species photos it rejects as "unknown species".
 
+use crate::atypicality::Atypicality;
 use crate::data::Collection;
 use crate::metrics::{self, Retrieval};
 use crate::model::BackboneKind;
@@ -68,6 +69,10 @@ pub struct EvalArgs {
     /// Known-species photos the open-set threshold must accept.
     #[arg(long, default_value_t = 0.95)]
     pub keep: f64,
+    /// Weight of the photo's atypicality in `open_set_with_atypicality` (see
+    /// `sporeprint_host::atypicality`), fitted afresh for every variant, baseline included.
+    #[arg(long, default_value_t = 1.0)]
+    pub atypicality_weight: f64,
     /// Also measure `centred+flip+crops`: gallery and enrollment photos embedded as the mean of
     /// 10 views (5 crops and their mirrors), queries as in `centred+flip`. 5x the embedding work.
     #[arg(long)]
@@ -123,7 +128,12 @@ pub struct VariantReport {
     pub unseen_retrieval: Retrieval,
     pub unseen_nmi: f64,
     pub kshot: Vec<KShot>,
+    /// The open-set rule on the distance to the nearest prototype alone.
     pub open_set: OpenSet,
+    /// The rule on `distance + atypicality` (what a model exported with an atypicality does;
+    /// `threshold` in those units).
+    #[serde(default)]
+    pub open_set_with_atypicality: Option<OpenSet>,
 }
 
 /// The plain embeddings an evaluation measured, for plots (`RUN/embeddings.json`).
@@ -161,6 +171,8 @@ struct Raw {
     straight: Vec<Vec<f32>>,
     mirrored: Vec<Vec<f32>>,
     views: Option<Vec<Vec<f32>>>,
+    /// The backbone's features of the centre crops (= `straight` when features are measured).
+    features: Vec<Vec<f32>>,
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
@@ -172,7 +184,14 @@ fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> 
         if features { network.net.features_t(images, false) } else { network.net.forward_t(images, false) }
     };
     let all: Vec<usize> = (0..cache.len()).collect();
-    let straight = network.run_batches(&all, |chunk| cache.batch(chunk, None), run);
+    let straight_features =
+        network.run_batches(&all, |chunk| cache.batch(chunk, None), |images| network.net.features_t(images, false));
+    let straight = if features {
+        straight_features.shallow_clone()
+    } else {
+        let device = network.vs.device();
+        tch::no_grad(|| network.net.embed_features(&straight_features.to_device(device))).to_device(Device::Cpu)
+    };
     let mirrored = network.run_batches(&all, |chunk| cache.mirrored_batch(chunk), run);
     // Views 0 and 1 are the centre crop and its mirror: already embedded above.
     let views = views.then(|| {
@@ -181,7 +200,7 @@ fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> 
             .fold(&straight + &mirrored, |sum, t| sum + t);
         rows(&(sum / ENROLLMENT_VIEWS as i64))
     });
-    Raw { straight: rows(&straight), mirrored: rows(&mirrored), views }
+    Raw { straight: rows(&straight), mirrored: rows(&mirrored), views, features: rows(&straight_features) }
 }
 
 /// k-means runs behind NMI, the tightest kept (as scikit-learn's `n_init`).
@@ -242,6 +261,8 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
         (train_cache.labels(), validation_cache.labels(), unseen_cache.labels());
     let triplets = train::validation_triplets(&train_cache, &validation_cache, seed);
 
+    let features_of =
+        Features { train: &train_raw.features, validation: &validation_raw.features, unseen: &unseen_raw.features };
     let mut variants = vec![];
     for (name, flip, centred) in
         [("plain", false, false), ("centred", false, true), ("flip", true, false), ("centred+flip", true, true)]
@@ -257,7 +278,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             (&train_e, &train_labels),
             (&validation_e, &validation_labels),
             (&unseen_e, &unseen_e, &unseen_labels),
-            &triplets,
+            (&triplets, features_of),
             seed,
         ));
     }
@@ -279,7 +300,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             (&normalise(train_views), &train_labels),
             (&variant(&validation_raw, true, Some(&centre)), &validation_labels),
             (&variant(&unseen_raw, true, Some(&centre)), &normalise(unseen_views), &unseen_labels),
-            &triplets,
+            (&triplets, features_of),
             seed,
         ));
     }
@@ -313,6 +334,14 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
 }
 
 type Labelled<'a> = (&'a [Vec<f32>], &'a [usize]);
+
+/// The backbone's features of each set's photos (centre crops), for the atypicality.
+#[derive(Clone, Copy)]
+struct Features<'a> {
+    train: &'a [Vec<f32>],
+    validation: &'a [Vec<f32>],
+    unseen: &'a [Vec<f32>],
+}
 /// Unseen photos as queries, the same photos as enrollment support, and their labels.
 type Unseen<'a> = (&'a [Vec<f32>], &'a [Vec<f32>], &'a [usize]);
 
@@ -322,7 +351,7 @@ fn measure(
     (train, train_labels): Labelled,
     (validation, validation_labels): Labelled,
     (unseen, unseen_support, unseen_labels): Unseen,
-    triplets: &[crate::mining::Triplet],
+    (triplets, features): (&[crate::mining::Triplet], Features),
     seed: u64,
 ) -> VariantReport {
     let triplet_accuracy = triplets
@@ -351,9 +380,14 @@ fn measure(
     let nearest_prototype =
         |e: &Vec<f32>| prototypes.values().map(|p| vector::euclidean(e, p)).fold(f32::INFINITY, f32::min);
     let known: Vec<f32> = validation.iter().map(nearest_prototype).collect();
-    let threshold = metrics::quantile(&known, args.keep);
-    let share_beyond = |d: &[f32]| d.iter().filter(|&&x| x > threshold).count() as f64 / d.len().max(1) as f64;
     let unseen_distances: Vec<f32> = unseen.iter().map(nearest_prototype).collect();
+    let atypicality = Atypicality::fit(features.train, train, train_labels, args.atypicality_weight as f32);
+    let open_set_with_atypicality = atypicality.map(|a| {
+        let plus = |distances: &[f32], features: &[Vec<f32>]| -> Vec<f32> {
+            distances.iter().zip(features).map(|(d, f)| d + a.of(f)).collect()
+        };
+        open_set(&plus(&known, features.validation), &plus(&unseen_distances, features.unseen), args.keep)
+    });
 
     VariantReport {
         variant: name.to_string(),
@@ -365,12 +399,21 @@ fn measure(
         unseen_retrieval: metrics::retrieval(unseen, unseen_labels),
         unseen_nmi: metrics::nmi(&clusters, unseen_labels),
         kshot,
-        open_set: OpenSet {
-            threshold,
-            known_rejected: share_beyond(&known),
-            unseen_rejected: share_beyond(&unseen_distances),
-            auroc: metrics::auroc(&known, &unseen_distances),
-        },
+        open_set: open_set(&known, &unseen_distances, args.keep),
+        open_set_with_atypicality,
+    }
+}
+
+/// The open-set rule on scores (larger: less like a known species) of known-species photos
+/// and of photos of species not in the table, the threshold keeping `keep` of the known.
+fn open_set(known: &[f32], unseen: &[f32], keep: f64) -> OpenSet {
+    let threshold = metrics::quantile(known, keep);
+    let share_beyond = |d: &[f32]| d.iter().filter(|&&x| x > threshold).count() as f64 / d.len().max(1) as f64;
+    OpenSet {
+        threshold,
+        known_rejected: share_beyond(known),
+        unseen_rejected: share_beyond(unseen),
+        auroc: metrics::auroc(known, unseen),
     }
 }
 
@@ -492,6 +535,11 @@ pub fn table(report: &EvalReport) -> String {
         report.variants.iter().map(|v| pct(v.open_set.unseen_rejected)).collect(),
     ));
     lines.push(("open-set AUROC".into(), report.variants.iter().map(|v| format!("{:.3}", v.open_set.auroc)).collect()));
+    let with_atypicality = |f: &dyn Fn(&OpenSet) -> String| -> Vec<String> {
+        report.variants.iter().map(|v| v.open_set_with_atypicality.as_ref().map_or("-".into(), f)).collect()
+    };
+    lines.push(("+ atypicality: unseen rejected".into(), with_atypicality(&|o| pct(o.unseen_rejected))));
+    lines.push(("+ atypicality: AUROC".into(), with_atypicality(&|o| format!("{:.3}", o.auroc))));
     let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     for (label, cells) in lines {
         out.push_str(&format!("{label:<width$}"));

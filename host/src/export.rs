@@ -12,6 +12,7 @@
 //! photos only, the distance that keeps `keep` of the validation photos within their nearest
 //! prototype. The shipped prototypes then use training and validation photos alike.
 
+use crate::atypicality::Atypicality;
 use crate::data::{Collection, Sample, Split};
 use crate::metrics;
 use crate::model::EmbeddingNet;
@@ -21,7 +22,7 @@ use anyhow::{Context, anyhow, ensure};
 use indicatif::ParallelProgressIterator;
 use rayon::prelude::*;
 use serde::Serialize;
-use sporeprint_shared::embedder::Embedder;
+use sporeprint_shared::embedder::{Embedder, Observation};
 use sporeprint_shared::manifest::{self, Manifest};
 use sporeprint_shared::table::NewSpecies;
 use sporeprint_shared::{Header, Name, Origin, PreprocessSpec, Table, image_io, store, vector};
@@ -66,6 +67,11 @@ pub struct ExportArgs {
     /// Known-species photos the open-set threshold must accept.
     #[arg(long, default_value_t = 0.95)]
     pub keep: f64,
+    /// Weight of a photo's atypicality in the open-set rule (see `sporeprint_host::atypicality`,
+    /// fitted here on the training photos): the model reports it as a second output and the
+    /// threshold bounds `nearest distance + atypicality`. 0: the embedding alone.
+    #[arg(long, default_value_t = 1.0)]
+    pub atypicality_weight: f64,
     #[arg(long)]
     pub json: bool,
 }
@@ -103,17 +109,21 @@ const PARITY_COSINE: f64 = 0.9999;
 const INT8_COSINE: f64 = 0.99;
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
-    let (config, network) = train::load_run(&args.run, train::BEST, Device::Cpu)?;
+    let (config, mut network) = train::load_run(&args.run, train::BEST, Device::Cpu)?;
     let data = args.data.clone().unwrap_or(config.data.clone());
     let collection = Collection::scan(&data)?;
     let split = collection.split(config.unseen, config.seed)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     ensure!(args.int8 || args.default_variant == Precision::Fp32, "--default-variant int8 needs --int8");
     let spec = config.backbone.preprocess();
+    let inputs = collection_inputs(&split, spec)?;
+    if args.atypicality_weight > 0.0 {
+        let fitted = fit_atypicality(&network, &inputs, &split, args.atypicality_weight);
+        network.net.set_atypicality(fitted);
+    }
     let net = &network.net;
 
     // The trained network's own embeddings: the reference both exports are held to.
-    let inputs = collection_inputs(&split, spec)?;
     let reference = reference_embeddings(&network, &inputs, spec);
 
     let fp32 = prepare_variant(
@@ -166,13 +176,13 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
 pub fn quantize(net: &EmbeddingNet, photos: &[PathBuf], scales: WeightScales) -> anyhow::Result<pb::ModelProto> {
     let (size, dim) = (net.input_size(), net.dim);
     let mut probing = Graph::new();
-    let embedding = net.export_into(&mut probing);
+    let outputs = net.export_into(&mut probing);
     let probes = probing.probes().to_vec();
-    let probe_model = probing.into_model_with_outputs(&embedding, size, dim, "calibration", &probes);
-    let ranges = calibrate(&onnx::encode(&probe_model), photos, net.kind.preprocess())?;
+    let probe_model = probing.into_model_with_outputs(&outputs, size, dim, "calibration", &probes);
+    let ranges = calibrate(&onnx::encode(&probe_model), probes.len(), photos, net.kind.preprocess())?;
     let mut quantized = Graph::int8(ranges, scales);
-    let embedding = net.export_into(&mut quantized);
-    Ok(quantized.into_model(&embedding, size, dim, &format!("{} (int8)", net.describe())))
+    let outputs = net.export_into(&mut quantized);
+    Ok(quantized.into_model(&outputs, size, dim, &format!("{} (int8)", net.describe())))
 }
 
 /// Every photo of the split, preprocessed once: (training, validation) inputs.
@@ -209,6 +219,28 @@ fn reference_embeddings(network: &Network, inputs: &Inputs, spec: PreprocessSpec
             Vec::try_from(out.flatten(0, -1).to_kind(Kind::Float)).expect("float embedding")
         })
         .collect()
+}
+
+/// The trained network's atypicality (see [`crate::atypicality`]) fitted on its features and
+/// embeddings of the training photos.
+fn fit_atypicality(network: &Network, inputs: &Inputs, split: &Split, weight: f64) -> Option<Atypicality> {
+    let size = network.net.input_size();
+    let bar = crate::pipeline::progress(inputs.train.len() as u64, "atypicality: training photos");
+    let (mut features, mut embeddings) = (vec![], vec![]);
+    for chunk in inputs.train.chunks(16) {
+        let images = Tensor::from_slice(&chunk.concat()).view([chunk.len() as i64, 3, size, size]);
+        let (f, e) = tch::no_grad(|| {
+            let f = network.net.features_t(&images, false);
+            let e = network.net.embed_features(&f);
+            (f, e)
+        });
+        features.extend(Vec::<Vec<f32>>::try_from(f.to_kind(Kind::Float)).expect("float features"));
+        embeddings.extend(Vec::<Vec<f32>>::try_from(e.to_kind(Kind::Float)).expect("float embeddings"));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let labels: Vec<usize> = split.train.iter().map(|s| s.label).collect();
+    Atypicality::fit(&features, &embeddings, &labels, weight as f32)
 }
 
 /// Photos the parity check compares.
@@ -250,12 +282,14 @@ fn prepare_variant(
     let path = out.join(embedder_name);
     let embedder = Embedder::from_bytes(bytes, spec).with_context(|| format!("{}", path.display()))?;
 
-    let embed = |rows: &[Vec<f32>], label: &str| -> anyhow::Result<Vec<Vec<f32>>> {
+    let observe = |rows: &[Vec<f32>], label: &str| -> anyhow::Result<Vec<Observation>> {
         let bar = crate::pipeline::progress(rows.len() as u64, label);
-        Ok(rows.par_iter().progress_with(bar).map(|x| embedder.embed_input(x)).collect::<Result<Vec<_>, _>>()?)
+        Ok(rows.par_iter().progress_with(bar).map(|x| embedder.observe_input(x)).collect::<Result<Vec<_>, _>>()?)
     };
-    let train = embed(&inputs.train, &format!("{embedder_name}: training photos"))?;
-    let validation = embed(&inputs.validation, &format!("{embedder_name}: validation photos"))?;
+    let embeddings = |observed: &[Observation]| observed.iter().map(|o| o.embedding.clone()).collect::<Vec<_>>();
+    let train = embeddings(&observe(&inputs.train, &format!("{embedder_name}: training photos"))?);
+    let validation_observed = observe(&inputs.validation, &format!("{embedder_name}: validation photos"))?;
+    let validation = embeddings(&validation_observed);
     let cosines: Vec<f64> = reference.iter().zip(&train).map(|(r, e)| vector::cosine_similarity(r, e) as f64).collect();
     let (worst, mean) = (
         cosines.iter().copied().fold(f64::INFINITY, f64::min),
@@ -277,9 +311,13 @@ fn prepare_variant(
     let train_labels: Vec<usize> = split.train.iter().map(|s| s.label).collect();
     let validation_labels: Vec<usize> = split.validation.iter().map(|s| s.label).collect();
     let calibration = metrics::prototypes(&train, &train_labels);
-    let nearest: Vec<f32> = validation
+    // What the open-set rule compares with the threshold (see `classify`).
+    let nearest: Vec<f32> = validation_observed
         .iter()
-        .map(|e| calibration.values().map(|p| vector::euclidean(e, p)).fold(f32::INFINITY, f32::min))
+        .map(|o| {
+            calibration.values().map(|p| vector::euclidean(&o.embedding, p)).fold(f32::INFINITY, f32::min)
+                + o.atypicality
+        })
         .collect();
     let threshold = if nearest.is_empty() { Header::UNCALIBRATED_THRESHOLD } else { metrics::quantile(&nearest, keep) };
 
@@ -312,6 +350,7 @@ fn prepare_variant(
         mean_cosine: mean,
         species: table.len(),
         open_set_threshold: threshold,
+        atypicality: embedder.has_atypicality(),
         validation_prototype_top1: metrics::prototype_accuracy(&validation, &validation_labels, &calibration, 1),
         validation_prototype_top3: metrics::prototype_accuracy(&validation, &validation_labels, &calibration, 3),
         validation_knn5: metrics::knn_accuracy(&validation, &validation_labels, &train, &train_labels, 5),
@@ -359,8 +398,9 @@ fn collect_images(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `[min, max]` of every probe of the calibration model (outputs 1..) over the photos.
-fn calibrate(model: &[u8], photos: &[PathBuf], spec: PreprocessSpec) -> anyhow::Result<Vec<(f32, f32)>> {
+/// The `[min, max]` of every probe of the calibration model (its last `probes` outputs, after
+/// the network's own) over the photos.
+fn calibrate(model: &[u8], probes: usize, photos: &[PathBuf], spec: PreprocessSpec) -> anyhow::Result<Vec<(f32, f32)>> {
     use tract_onnx::prelude::*;
     let size = spec.input_size as usize;
     let plan = tract_onnx::onnx()
@@ -376,7 +416,7 @@ fn calibrate(model: &[u8], photos: &[PathBuf], spec: PreprocessSpec) -> anyhow::
             let input = image_io::load_tensor(path, &spec)?;
             let tensor = tract_onnx::prelude::Tensor::from_shape(&[1, 3, size, size], &input)?;
             let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
-            outputs[1..]
+            outputs[outputs.len() - probes..]
                 .iter()
                 .map(|t| {
                     let view = t.to_plain_array_view::<f32>()?;
@@ -385,7 +425,6 @@ fn calibrate(model: &[u8], photos: &[PathBuf], spec: PreprocessSpec) -> anyhow::
                 .collect()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let probes = per_photo.first().map_or(0, Vec::len);
     Ok((0..probes)
         .map(|i| {
             per_photo.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| (lo.min(r[i].0), hi.max(r[i].1)))

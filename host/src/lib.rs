@@ -2,6 +2,7 @@
 //! Each command is a module; `main.rs` only parses arguments and calls into here.
 
 pub mod adam;
+pub mod atypicality;
 pub mod cli;
 pub mod data;
 pub mod eval;

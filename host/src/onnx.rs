@@ -28,6 +28,14 @@ pub const OPSET: i64 = 13;
 const IR_VERSION: i64 = 7;
 pub const INPUT: &str = "image";
 pub const OUTPUT: &str = "embedding";
+pub const ATYPICALITY_OUTPUT: &str = "atypicality";
+
+/// Where an exported network's results are in its graph.
+pub struct Outputs {
+    pub embedding: String,
+    /// See [`crate::atypicality`].
+    pub atypicality: Option<String>,
+}
 
 /// A graph under construction: nodes in topological order, weights as initializers.
 pub struct Graph {
@@ -412,24 +420,29 @@ impl Graph {
         self.op("Div", &[x, &safe], vec![])
     }
 
-    /// The model: float input `image` `[1, 3, size, size]`, output `embedding` `[1, dim]` taken
-    /// from `output`.
-    pub fn into_model(self, output: &str, size: i64, dim: i64, doc: &str) -> pb::ModelProto {
-        self.into_model_with_outputs(output, size, dim, doc, &[])
+    /// The model: float input `image` `[1, 3, size, size]`, output `embedding` `[1, dim]` and,
+    /// when the network has one, `atypicality` `[1, 1]` (always second: what
+    /// `sporeprint_shared::embedder` reads).
+    pub fn into_model(self, outputs: &Outputs, size: i64, dim: i64, doc: &str) -> pb::ModelProto {
+        self.into_model_with_outputs(outputs, size, dim, doc, &[])
     }
 
     /// As [`Graph::into_model`], with `extra` float tensors as further outputs (calibration
     /// reads the probes this way).
     pub fn into_model_with_outputs(
         mut self,
-        output: &str,
+        network: &Outputs,
         size: i64,
         dim: i64,
         doc: &str,
         extra: &[String],
     ) -> pb::ModelProto {
-        self.op_into("Identity", &[output], vec![], OUTPUT);
+        self.op_into("Identity", &[&network.embedding], vec![], OUTPUT);
         let mut outputs = vec![value_info(OUTPUT, Some(&[1, dim]))];
+        if let Some(atypicality) = &network.atypicality {
+            self.op_into("Identity", &[atypicality], vec![], ATYPICALITY_OUTPUT);
+            outputs.push(value_info(ATYPICALITY_OUTPUT, Some(&[1, 1])));
+        }
         outputs.extend(extra.iter().map(|name| value_info(name, None)));
         let graph = pb::GraphProto {
             name: "sporeprint".into(),

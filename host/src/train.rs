@@ -110,6 +110,12 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub feature_views: usize,
+    /// Residual head: the embedding's last coordinate is this constant before normalising (the
+    /// projection gets the other D - 1), so prototypes of photos the head was fitted on do not
+    /// outcompete those of new photos (see `model::head::Head::new`). 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub constant_coordinate: f64,
 }
 
 /// Runs written before the head was configurable used the study's.
@@ -213,7 +219,13 @@ pub struct Network {
 impl Network {
     pub fn new(config: &TrainConfig, device: Device) -> Network {
         let vs = VarStore::new(device);
-        let mut net = EmbeddingNet::new(&vs.root(), config.backbone, config.head, config.embedding_dim);
+        let mut net = EmbeddingNet::new(
+            &vs.root(),
+            config.backbone,
+            config.head,
+            config.embedding_dim,
+            config.constant_coordinate,
+        );
         net.frozen_backbone = config.freeze_backbone;
         Network { vs, net }
     }
@@ -222,7 +234,7 @@ impl Network {
     /// and whose head is freshly initialised.
     pub fn pretrained(backbone: BackboneKind, embedding_dim: i64, device: Device) -> anyhow::Result<Network> {
         let vs = VarStore::new(device);
-        let net = EmbeddingNet::new(&vs.root(), backbone, HeadKind::Study, embedding_dim);
+        let net = EmbeddingNet::new(&vs.root(), backbone, HeadKind::Study, embedding_dim, 0.0);
         let weights = default_weights(backbone).context("this backbone has no default pretrained weights")?;
         ensure!(weights.exists(), "{}: pretrained weights missing (run scripts/setup.sh)", weights.display());
         load_backbone_weights(&vs, &weights)?;

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{config, make_photos, run};
+use sporeprint_host::atypicality::Atypicality;
 use sporeprint_host::export::{self, ExportArgs, Precision};
 use sporeprint_host::mining::Mining;
 use sporeprint_host::model::head::{HeadKind, Projection};
@@ -27,7 +28,9 @@ fn inputs(size: usize, count: usize) -> Vec<Vec<f32>> {
 /// (so folding them is really tested), with the residual head initialised from features.
 fn random_network(vs: &VarStore, kind: BackboneKind, head: HeadKind, dim: i64) -> EmbeddingNet {
     tch::manual_seed(11);
-    let mut net = EmbeddingNet::new(&vs.root(), kind, head, dim);
+    // A residual head with the constant coordinate, so that part of the graph is checked too.
+    let constant_coordinate = if head == HeadKind::Residual { 0.25 } else { 0.0 };
+    let mut net = EmbeddingNet::new(&vs.root(), kind, head, dim, constant_coordinate);
     tch::no_grad(|| {
         for (name, mut var) in vs.variables() {
             let size = var.size();
@@ -47,7 +50,20 @@ fn random_network(vs: &VarStore, kind: BackboneKind, head: HeadKind, dim: i64) -
     // The LDA start (8 made-up species) has the least regular projection to carry over.
     let labels: Vec<usize> = (0..64).map(|i| i % 8).collect();
     net.initialise_head(&features, &labels, Projection::Lda, 3.0);
+    if head == HeadKind::Residual {
+        // Fitted on made-up features, as the export fits it on the training photos'.
+        let rows: Vec<Vec<f32>> = Vec::try_from(&features).unwrap();
+        let embeddings: Vec<Vec<f32>> = Vec::try_from(tch::no_grad(|| net.embed_features(&features))).unwrap();
+        net.set_atypicality(Atypicality::fit(&rows, &embeddings, &labels, 1.0));
+    }
     net
+}
+
+/// The tch network's atypicality of an input, if its head has one.
+fn tch_atypicality(net: &EmbeddingNet, input: &[f32], size: i64) -> Option<f32> {
+    let image = Tensor::from_slice(input).view([1, 3, size, size]);
+    let features: Vec<f32> = Vec::try_from(tch::no_grad(|| net.features_t(&image, false)).flatten(0, -1)).unwrap();
+    Some(net.atypicality()?.of(&features))
 }
 
 fn tch_embedding(net: &EmbeddingNet, input: &[f32], size: i64) -> Vec<f32> {
@@ -109,6 +125,22 @@ fn every_backbone_and_head_exports_to_the_network_it_is() {
         );
         assert!(tract_cosine >= 0.9999, "{kind:?} {head:?}: {tract_cosine}");
         assert!(runtime_cosine >= 0.999, "{kind:?} {head:?}: {runtime_cosine}");
+
+        // The residual head's atypicality is the model's second output, the same number.
+        assert_eq!(embedder.has_atypicality(), head == HeadKind::Residual, "{kind:?} {head:?}");
+        for x in &xs {
+            let tract = embedder.observe_input(x).unwrap().atypicality;
+            match tch_atypicality(&net, x, size as i64) {
+                Some(expected) => {
+                    assert!(
+                        (tract - expected).abs() <= 1e-3 * expected.abs().max(1.0),
+                        "{kind:?}: {tract} vs {expected}"
+                    );
+                    assert!(expected != 0.0, "{kind:?}: a fitted atypicality");
+                }
+                None => assert_eq!(tract, 0.0),
+            }
+        }
     }
 }
 
@@ -123,6 +155,7 @@ fn export_args(run: &Path, out: &Path) -> ExportArgs {
         int8_scales: WeightScales::PerChannel,
         calibration_photos: 50,
         keep: 0.95,
+        atypicality_weight: 1.0,
         json: false,
     }
 }
@@ -155,7 +188,13 @@ fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {
     let table: Table = store::load_for_model(&out.path().join(export::PROTOTYPES), &fingerprint, 16).unwrap();
     assert_eq!(table.len(), 6);
     assert_eq!(table.get("species 01").unwrap().edibility, sporeprint_shared::Edibility::Deadly);
-    assert!(table.header().open_set_threshold < 2.0, "calibrated");
+    // Calibrated on distance + atypicality, so not bounded by 2 as a distance is.
+    let threshold = table.header().open_set_threshold;
+    assert!(
+        threshold != sporeprint_shared::Header::UNCALIBRATED_THRESHOLD && threshold > 0.0,
+        "calibrated: {threshold}"
+    );
+    assert_eq!(threshold, summary.fp32.open_set_threshold);
     assert_eq!(table.entries().iter().map(|e| e.prototype.shots).sum::<u32>(), 36, "every photo of the seen species");
     // Each table belongs to its own model only.
     let int8_table = out.path().join(export::PROTOTYPES_INT8);
@@ -172,6 +211,9 @@ fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {
     assert_eq!(manifest["default"].as_str(), Some("fp32"));
     assert_eq!(manifest["variants"]["int8"]["embedder"].as_str(), Some(export::EMBEDDER_INT8));
     assert_eq!(manifest["variants"]["fp32"]["fingerprint"].as_str(), Some(fingerprint.to_string().as_str()));
+    // A residual head reports atypicality: the threshold bounds distance + atypicality.
+    assert_eq!(manifest["variants"]["fp32"]["atypicality"].as_bool(), Some(true));
+    assert_eq!(manifest["variants"]["int8"]["atypicality"].as_bool(), Some(true));
 
     // ONNX Runtime runs the int8 graph like tract does.
     let spec = BackboneKind::Tiny.preprocess();

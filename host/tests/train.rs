@@ -151,6 +151,7 @@ fn eval_measures_a_trained_run_on_every_variant() {
         shots: vec![1, 3],
         draws: 20,
         keep: 0.95,
+        atypicality_weight: 1.0,
         crops: true,
         save: None,
         json: true,
@@ -179,6 +180,11 @@ fn eval_measures_a_trained_run_on_every_variant() {
         assert_eq!(v.kshot.iter().map(|k| k.shots).collect::<Vec<_>>(), [1, 3]);
         // The threshold keeps 95% of 6 validation photos: at most one is rejected.
         assert!(v.open_set.known_rejected <= 1.0 / 6.0 + 1e-9, "{v:?}");
+        // Also with the photos' atypicality added, under its own threshold.
+        let with = v.open_set_with_atypicality.as_ref().expect("fitted on the training photos");
+        assert!(with.known_rejected <= 1.0 / 6.0 + 1e-9, "{v:?}");
+        assert!((0.0..=1.0).contains(&with.auroc), "{v:?}");
+        assert_ne!(with.threshold, v.open_set.threshold, "{v:?}");
     }
     let table = eval::table(&report);
     assert!(table.contains("MAP@R (unseen)") && table.contains("3-shot, prototype top-1"), "{table}");

@@ -4,7 +4,9 @@
 //! - Confidence: the prototypical-network softmax over *all* species,
 //!   `exp(-d_i / T) / sum_j exp(-d_j / T)`, with the table's temperature `T`.
 //! - Open set: when even the nearest prototype is farther than the calibrated threshold, the
-//!   answer is "unknown species", never the nearest name.
+//!   answer is "unknown species", never the nearest name. A model that reports the photo's
+//!   atypicality (how unlike its training photos it looks as a whole) has it added to that
+//!   distance first: the threshold was calibrated on the sum.
 //! - Look-alike: when the answer is edible and a poisonous or deadly species lies within the
 //!   look-alike margin of it (searched over all species, not just the top-k shown), it is named.
 
@@ -30,6 +32,8 @@ pub struct Identification {
     pub top: heapless::Vec<Match, MAX_TOP_K>,
     /// Nothing in the table is close enough: "unknown species".
     pub unknown: bool,
+    /// The photo's atypicality the open-set rule used (0 for a model without it).
+    pub atypicality: f32,
     /// A poisonous or deadly species close behind an edible answer.
     pub lookalike: Option<Match>,
 }
@@ -43,8 +47,19 @@ impl Identification {
 
 impl<E: EntryStore> PrototypeTable<E> {
     /// Classifies one embedding (normalised here, so a raw one is fine). `top_k` is clamped to
-    /// 1..=[`MAX_TOP_K`].
+    /// 1..=[`MAX_TOP_K`]. For a model without atypicality; see [`PrototypeTable::identify_with`].
     pub fn identify(&self, embedding: &[f32], top_k: usize) -> Result<Identification, TableError> {
+        self.identify_with(embedding, 0.0, top_k)
+    }
+
+    /// As [`PrototypeTable::identify`], the open-set rule comparing `nearest distance +
+    /// atypicality` with the threshold (`crate::embedder::Observation` has both).
+    pub fn identify_with(
+        &self,
+        embedding: &[f32],
+        atypicality: f32,
+        top_k: usize,
+    ) -> Result<Identification, TableError> {
         if embedding.len() != self.dim() {
             return Err(TableError::DimensionMismatch { expected: self.dim(), found: embedding.len() });
         }
@@ -70,7 +85,7 @@ impl<E: EntryStore> PrototypeTable<E> {
             m.confidence = libm::expf(-m.distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
         };
         top.iter_mut().for_each(confidence);
-        let unknown = top.first().is_none_or(|best| best.distance > header.open_set_threshold);
+        let unknown = top.first().is_none_or(|best| best.distance + atypicality > header.open_set_threshold);
         let lookalike = match (top.first(), nearest_dangerous) {
             (Some(best), Some(mut dangerous))
                 if !unknown
@@ -82,7 +97,7 @@ impl<E: EntryStore> PrototypeTable<E> {
             }
             _ => None,
         };
-        Ok(Identification { top, unknown, lookalike })
+        Ok(Identification { top, unknown, atypicality, lookalike })
     }
 }
 

@@ -34,12 +34,26 @@ pub enum EmbedderError {
     Image(#[from] ImageError),
 }
 
+/// What the model says about one photo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// Unit length.
+    pub embedding: Vec<f32>,
+    /// How unlike the model's training photos the photo looks as a whole, in embedding distance
+    /// units (0 for a typical photo, negative for a very typical one); 0 when the model has no
+    /// such output. The open-set rule adds it to the nearest prototype's distance
+    /// ([`crate::table::PrototypeTable::identify_with`]).
+    pub atypicality: f32,
+}
+
 /// A loaded, optimised embedding model with the preprocessing it expects.
 #[derive(Clone)]
 pub struct Embedder {
     plan: Arc<TypedRunnableModel>,
     spec: PreprocessSpec,
     dim: usize,
+    /// The model has a second output, `[1, 1]`: the photo's atypicality.
+    atypicality: bool,
     fingerprint: ModelFingerprint,
 }
 
@@ -78,8 +92,30 @@ impl Embedder {
         if shape.len() != 2 || shape[0] != 1 || shape[1] == 0 {
             return Err(EmbedderError::Output { path: PathBuf::new(), shape });
         }
+        let atypicality = match model.outputs.len() {
+            1 => false,
+            2 => {
+                let second = model.output_fact(1).map_err(model_error)?;
+                let shape: Vec<usize> = second.shape.as_concrete().map(|s| s.to_vec()).unwrap_or_default();
+                if shape != [1, 1] {
+                    return Err(EmbedderError::Output { path: PathBuf::new(), shape });
+                }
+                true
+            }
+            n => {
+                return Err(EmbedderError::Model {
+                    path: PathBuf::new(),
+                    problem: format!("{n} outputs; an embedder has the embedding and at most an atypicality"),
+                });
+            }
+        };
         let plan = model.into_runnable().map_err(model_error)?;
-        Ok(Embedder { plan, spec, dim: shape[1], fingerprint: ModelFingerprint::of_bytes(bytes) })
+        Ok(Embedder { plan, spec, dim: shape[1], atypicality, fingerprint: ModelFingerprint::of_bytes(bytes) })
+    }
+
+    /// Whether the model reports each photo's atypicality (see [`Observation::atypicality`]).
+    pub fn has_atypicality(&self) -> bool {
+        self.atypicality
     }
 
     pub fn dim(&self) -> usize {
@@ -95,29 +131,52 @@ impl Embedder {
         self.fingerprint
     }
 
-    /// The unit embedding of a preprocessed input (`3 x S x S`, channel-major, as
-    /// [`image_io::to_tensor`] makes it).
-    pub fn embed_input(&self, input: &[f32]) -> Result<Vec<f32>, EmbedderError> {
+    /// The unit embedding and atypicality of a preprocessed input (`3 x S x S`, channel-major,
+    /// as [`image_io::to_tensor`] makes it).
+    pub fn observe_input(&self, input: &[f32]) -> Result<Observation, EmbedderError> {
         let size = self.spec.input_size as usize;
         if input.len() != 3 * size * size {
             return Err(EmbedderError::Input { got: input.len(), size });
         }
         let tensor = Tensor::from_shape(&[1, 3, size, size], input).map_err(|e| EmbedderError::Run(e.to_string()))?;
         let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(|e| EmbedderError::Run(format!("{e:#}")))?;
-        let view = outputs[0].to_plain_array_view::<f32>().map_err(|e| EmbedderError::Run(e.to_string()))?;
-        let mut embedding: Vec<f32> = view.iter().copied().collect();
+        let values = |i: usize| -> Result<Vec<f32>, EmbedderError> {
+            let view = outputs[i].to_plain_array_view::<f32>().map_err(|e| EmbedderError::Run(e.to_string()))?;
+            Ok(view.iter().copied().collect())
+        };
+        let mut embedding = values(0)?;
         // The graph normalises already; again here so a model without that step is still safe.
         vector::l2_normalize(&mut embedding);
-        Ok(embedding)
+        let atypicality = if self.atypicality { values(1)?[0] } else { 0.0 };
+        if !atypicality.is_finite() {
+            return Err(EmbedderError::Run(format!("the photo's atypicality is {atypicality}")));
+        }
+        Ok(Observation { embedding, atypicality })
     }
 
-    /// The unit embedding of a decoded photo (the spec's resize, crop and normalisation first).
+    /// The unit embedding of a preprocessed input (see [`Embedder::observe_input`]).
+    pub fn embed_input(&self, input: &[f32]) -> Result<Vec<f32>, EmbedderError> {
+        Ok(self.observe_input(input)?.embedding)
+    }
+
+    /// [`Embedder::observe_input`] of a decoded photo (the spec's resize, crop and
+    /// normalisation first).
+    pub fn observe_image(&self, image: &RgbImage) -> Result<Observation, EmbedderError> {
+        self.observe_input(&image_io::to_tensor(image, &self.spec))
+    }
+
+    /// The unit embedding of a decoded photo.
     pub fn embed_image(&self, image: &RgbImage) -> Result<Vec<f32>, EmbedderError> {
-        self.embed_input(&image_io::to_tensor(image, &self.spec))
+        Ok(self.observe_image(image)?.embedding)
+    }
+
+    /// [`Embedder::observe_input`] of the photo file at `path`.
+    pub fn observe_file(&self, path: &Path) -> Result<Observation, EmbedderError> {
+        self.observe_image(&image_io::open_rgb(path)?)
     }
 
     /// The unit embedding of the photo file at `path`.
     pub fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedderError> {
-        self.embed_image(&image_io::open_rgb(path)?)
+        Ok(self.observe_file(path)?.embedding)
     }
 }

@@ -43,6 +43,10 @@ pub struct Variant {
     pub mean_cosine: f64,
     pub species: usize,
     pub open_set_threshold: f32,
+    /// The embedder reports each photo's atypicality, and the threshold bounds `nearest
+    /// distance + atypicality` (see `classify`). Models from before it: false.
+    #[serde(default)]
+    pub atypicality: bool,
     pub validation_prototype_top1: f64,
     pub validation_prototype_top3: f64,
     pub validation_knn5: f64,

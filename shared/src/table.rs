@@ -32,8 +32,8 @@ pub struct Header {
 }
 
 impl Header {
-    /// Distance thresholds that never reject (no calibration yet): euclidean and cosine
-    /// distances of unit vectors are at most 2.
+    /// Distance thresholds that no distance passes (no calibration yet): euclidean and cosine
+    /// distances of unit vectors are at most 2. (A photo's atypicality can still pass it.)
     pub const UNCALIBRATED_THRESHOLD: f32 = 2.0;
 
     pub fn new(embedding_dim: u32, model_fingerprint: ModelFingerprint, preprocess: PreprocessSpec) -> Header {

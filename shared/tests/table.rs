@@ -137,6 +137,28 @@ fn far_queries_are_unknown_species() {
 }
 
 #[test]
+fn an_atypical_photo_near_a_species_is_unknown_and_a_typical_one_is_not() {
+    let mut table = axes_table();
+    table.set_open_set_threshold(0.5);
+    let query = [1.0, 0.3, 0.0, 0.0];
+    let plain = table.identify(&query, 3).unwrap();
+    let distance = plain.top[0].distance;
+    assert!(distance < 0.5 && !plain.unknown, "{distance}");
+    // The rule compares distance + atypicality with the threshold; the ranking is the distance's.
+    let atypical = table.identify_with(&query, 0.5 - distance + 0.01, 3).unwrap();
+    assert!(atypical.unknown && atypical.species().is_none());
+    assert_eq!(atypical.top, plain.top);
+    assert!((atypical.atypicality - (0.51 - distance)).abs() < 1e-6);
+    let typical = table.identify_with(&query, 0.5 - distance - 0.01, 3).unwrap();
+    assert!(!typical.unknown);
+    // A very typical photo (negative atypicality) may lie a little farther.
+    let far = [1.0, 0.9, 0.0, 0.0];
+    assert!(table.identify(&far, 1).unwrap().unknown);
+    assert!(!table.identify_with(&far, -0.3, 1).unwrap().unknown);
+    assert_eq!(table.identify_with(&query, 0.0, 3).unwrap(), plain);
+}
+
+#[test]
 fn lookalike_warning_when_a_dangerous_species_is_close_behind_an_edible_answer() {
     let mut table = axes_table();
     table.set_lookalike_margin(0.2);

@@ -12,6 +12,7 @@ use super::ui::{self, Screen};
 use crate::enroll;
 use crate::identify;
 use crate::model::Model;
+use sporeprint_shared::embedder::Observation;
 use sporeprint_shared::{Origin, Table};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -98,13 +99,13 @@ impl<'a> Session<'a> {
                     self.show(&Screen::Ready { species: self.table.len() })?;
                     Mode::Ready
                 }
-                (Mode::Enrolling(mut shots), Event::Press) => match self.capture_embedding() {
+                (Mode::Enrolling(mut shots), Event::Press) => match self.capture() {
                     Err(problem) => {
                         self.show(&problem)?;
                         Mode::Enrolling(shots)
                     }
-                    Ok((embedding, _)) => {
-                        shots.push(embedding);
+                    Ok((observed, _)) => {
+                        shots.push(observed.embedding);
                         if shots.len() < self.settings.shots {
                             self.show(&Screen::Enroll { taken: shots.len(), wanted: self.settings.shots })?;
                             Mode::Enrolling(shots)
@@ -133,20 +134,20 @@ impl<'a> Session<'a> {
         self.display.show(&self.canvas, screen.kind())
     }
 
-    fn capture_embedding(&mut self) -> Result<(Vec<f32>, PathBuf), Screen> {
+    fn capture(&mut self) -> Result<(Observation, PathBuf), Screen> {
         let problem = |title: &str, e: anyhow::Error| Screen::Problem { title: title.into(), detail: format!("{e:#}") };
         let frame = self.camera.capture().map_err(|e| problem("camera", e))?;
-        let embedding = self.model.embedder.embed_image(&frame.image).map_err(|e| problem("bad frame", e.into()))?;
-        Ok((embedding, frame.label))
+        let observed = self.model.embedder.observe_image(&frame.image).map_err(|e| problem("bad frame", e.into()))?;
+        Ok((observed, frame.label))
     }
 
     fn identify(&mut self) -> Screen {
         if let Err(e) = self.reload_if_changed() {
             return Screen::Problem { title: "table".into(), detail: format!("{e:#}") };
         }
-        match self.capture_embedding() {
+        match self.capture() {
             Err(problem) => problem,
-            Ok((embedding, label)) => match identify::answer(&self.table, &embedding, &label, self.settings.top_k) {
+            Ok((observed, label)) => match identify::answer(&self.table, &observed, &label, self.settings.top_k) {
                 Ok(answer) => Screen::Answer(Box::new(answer)),
                 Err(e) => Screen::Problem { title: "identify".into(), detail: format!("{e:#}") },
             },

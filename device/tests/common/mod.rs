@@ -109,6 +109,7 @@ pub fn model_folder(dir: &Path) {
         mean_cosine: 1.0,
         species: 3,
         open_set_threshold: 0.3,
+        atypicality: false,
         validation_prototype_top1: 1.0,
         validation_prototype_top3: 1.0,
         validation_knn5: 1.0,

@@ -6,7 +6,8 @@ pub mod head;
 pub mod resnet;
 pub mod tiny;
 
-use crate::onnx::Graph;
+use crate::atypicality::Atypicality;
+use crate::onnx::{Graph, Outputs};
 use head::{Head, HeadKind};
 use sporeprint_shared::PreprocessSpec;
 use sporeprint_shared::preprocess::ResizeFilter;
@@ -73,7 +74,14 @@ pub struct EmbeddingNet {
 }
 
 impl EmbeddingNet {
-    pub fn new(root: &nn::Path, kind: BackboneKind, head: HeadKind, dim: i64) -> EmbeddingNet {
+    /// `constant_coordinate`: see [`Head::new`] (0: none).
+    pub fn new(
+        root: &nn::Path,
+        kind: BackboneKind,
+        head: HeadKind,
+        dim: i64,
+        constant_coordinate: f64,
+    ) -> EmbeddingNet {
         let p = root / BACKBONE_PREFIX;
         let backbone = match kind {
             BackboneKind::EfficientNetLite0 => {
@@ -82,7 +90,7 @@ impl EmbeddingNet {
             BackboneKind::Resnet50 => Backbone::Resnet(Box::new(resnet::Resnet50::new(&p))),
             BackboneKind::Tiny => Backbone::Tiny(tiny::TinyCnn::new(&p)),
         };
-        let head = Head::new(&(root / HEAD_PREFIX), head, kind.feature_dim(), dim);
+        let head = Head::new(&(root / HEAD_PREFIX), head, kind.feature_dim(), dim, constant_coordinate);
         EmbeddingNet { kind, dim, backbone, head, frozen_backbone: false }
     }
 
@@ -103,6 +111,15 @@ impl EmbeddingNet {
         self.head.initialise(features, labels, start, shrinkage);
     }
 
+    /// The atypicality the export adds as the model's second output, if any.
+    pub fn atypicality(&self) -> Option<&Atypicality> {
+        self.head.atypicality()
+    }
+
+    pub fn set_atypicality(&mut self, atypicality: Option<Atypicality>) {
+        self.head.set_atypicality(atypicality);
+    }
+
     pub fn head_kind(&self) -> HeadKind {
         self.head.kind
     }
@@ -113,22 +130,24 @@ impl EmbeddingNet {
     }
 
     /// The inference-mode network as an ONNX model: `image` `[1, 3, S, S]` -> `embedding`
-    /// `[1, D]`, S being the backbone's input size.
+    /// `[1, D]` (and `atypicality` `[1, 1]` when the head has one), S being the backbone's input
+    /// size.
     pub fn export(&self) -> tract_onnx::pb::ModelProto {
         let mut g = Graph::new();
-        let embedding = self.export_into(&mut g);
-        g.into_model(&embedding, self.input_size(), self.dim, &self.describe())
+        let outputs = self.export_into(&mut g);
+        g.into_model(&outputs, self.input_size(), self.dim, &self.describe())
     }
 
-    /// Writes the network into `g` (float or int8) and returns the embedding's name.
-    pub fn export_into(&self, g: &mut Graph) -> String {
+    /// Writes the network into `g` (float or int8) and returns where its outputs are.
+    pub fn export_into(&self, g: &mut Graph) -> Outputs {
         let image = g.input();
         let features = match &self.backbone {
             Backbone::EfficientNet(net) => net.export(g, &image, self.input_size()),
             Backbone::Resnet(net) => net.export(g, &image),
             Backbone::Tiny(net) => net.export(g, &image),
         };
-        self.head.export(g, &features)
+        let atypicality = self.head.export_atypicality(g, &features);
+        Outputs { embedding: self.head.export(g, &features), atypicality }
     }
 
     pub fn input_size(&self) -> i64 {

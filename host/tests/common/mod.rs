@@ -53,6 +53,7 @@ pub fn config(data: &Path, out: &Path, mining: Mining, epochs: usize) -> TrainCo
         feature_views: 0,
         projection: Default::default(),
         lda_shrinkage: 3.0,
+        constant_coordinate: 0.0,
     }
 }
 
