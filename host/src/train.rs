@@ -118,6 +118,24 @@ pub struct TrainConfig {
     pub constant_coordinate: f64,
 }
 
+impl TrainConfig {
+    /// Refuses options that would be silently ignored.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.feature_views > 0 {
+            ensure!(
+                self.freeze_backbone,
+                "--feature-views needs --freeze-backbone (a trained backbone's features change)"
+            );
+            ensure!(!self.no_augment, "--feature-views computes augmented views: it cannot go with --no-augment");
+        }
+        if self.constant_coordinate > 0.0 {
+            ensure!(self.head == HeadKind::Residual, "--constant-coordinate needs the residual head");
+            ensure!(self.embedding_dim >= 2, "--constant-coordinate needs --embedding-dim 2 or more");
+        }
+        Ok(())
+    }
+}
+
 /// Runs written before the head was configurable used the study's.
 fn study_head() -> HeadKind {
     HeadKind::Study
@@ -584,6 +602,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
     } else if run.join(STATE).exists() {
         bail!("{} already holds a run: pass --resume to continue it, or choose another --out", run.display());
     }
+    config.check()?;
     std::fs::create_dir_all(&run).with_context(|| format!("{}: cannot create the run directory", run.display()))?;
     save_json(&run.join(CONFIG), &config)?;
 

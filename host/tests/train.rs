@@ -314,3 +314,38 @@ fn a_frozen_backbone_is_left_untouched_while_the_head_learns() {
         assert!(!backbone.is_empty());
     }
 }
+
+#[test]
+fn options_that_would_be_ignored_are_refused_before_anything_is_written() {
+    let data = tempfile::tempdir().unwrap();
+    make_photos(data.path(), 4, 4);
+    let out = tempfile::tempdir().unwrap();
+    let run_dir = out.path().join("run");
+    let base = config(data.path(), &run_dir, Mining::BatchHard, 1);
+    let refused = |change: &dyn Fn(&mut train::TrainConfig), expected: &str| {
+        let mut config = base.clone();
+        change(&mut config);
+        let error = train::train(config, false, Arc::new(AtomicBool::new(false))).unwrap_err().to_string();
+        assert!(error.contains(expected), "{error}");
+        assert!(!run_dir.exists(), "nothing written");
+    };
+    refused(&|c| c.feature_views = 4, "--feature-views needs --freeze-backbone");
+    refused(
+        &|c| {
+            c.feature_views = 4;
+            c.freeze_backbone = true;
+            c.no_augment = true;
+        },
+        "cannot go with --no-augment",
+    );
+    refused(
+        &|c| {
+            c.constant_coordinate = 0.25;
+            c.head = sporeprint_host::model::head::HeadKind::Study;
+        },
+        "--constant-coordinate needs the residual head",
+    );
+    let mut fine = base.clone();
+    fine.constant_coordinate = 0.25;
+    fine.check().unwrap();
+}
