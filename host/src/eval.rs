@@ -377,8 +377,7 @@ fn measure(
         })
         .collect();
 
-    let nearest_prototype =
-        |e: &Vec<f32>| prototypes.values().map(|p| vector::euclidean(e, p)).fold(f32::INFINITY, f32::min);
+    let nearest_prototype = |e: &Vec<f32>| metrics::nearest_prototype_distance(e, &prototypes);
     let known: Vec<f32> = validation.iter().map(nearest_prototype).collect();
     let unseen_distances: Vec<f32> = unseen.iter().map(nearest_prototype).collect();
     let atypicality = Atypicality::fit(features.train, train, train_labels, args.atypicality_weight as f32);

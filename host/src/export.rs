@@ -226,21 +226,19 @@ fn reference_embeddings(network: &Network, inputs: &Inputs, spec: PreprocessSpec
 fn fit_atypicality(network: &Network, inputs: &Inputs, split: &Split, weight: f64) -> Option<Atypicality> {
     let size = network.net.input_size();
     let bar = crate::pipeline::progress(inputs.train.len() as u64, "atypicality: training photos");
-    let (mut features, mut embeddings) = (vec![], vec![]);
-    for chunk in inputs.train.chunks(16) {
-        let images = Tensor::from_slice(&chunk.concat()).view([chunk.len() as i64, 3, size, size]);
-        let (f, e) = tch::no_grad(|| {
-            let f = network.net.features_t(&images, false);
-            let e = network.net.embed_features(&f);
-            (f, e)
-        });
-        features.extend(Vec::<Vec<f32>>::try_from(f.to_kind(Kind::Float)).expect("float features"));
-        embeddings.extend(Vec::<Vec<f32>>::try_from(e.to_kind(Kind::Float)).expect("float embeddings"));
+    let all: Vec<usize> = (0..inputs.train.len()).collect();
+    let batch = |chunk: &[usize]| {
         bar.inc(chunk.len() as u64);
-    }
+        let pixels: Vec<f32> = chunk.iter().flat_map(|&i| inputs.train[i].iter().copied()).collect();
+        Tensor::from_slice(&pixels).view([chunk.len() as i64, 3, size, size])
+    };
+    let features = network.run_batches(&all, batch, |images| network.net.features_t(images, false));
     bar.finish_and_clear();
+    let embeddings = tch::no_grad(|| network.net.embed_features(&features.to_device(network.vs.device())));
+    let rows =
+        |t: &Tensor| Vec::<Vec<f32>>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float)).expect("a float matrix");
     let labels: Vec<usize> = split.train.iter().map(|s| s.label).collect();
-    Atypicality::fit(&features, &embeddings, &labels, weight as f32)
+    Atypicality::fit(&rows(&features), &rows(&embeddings), &labels, weight as f32)
 }
 
 /// Photos the parity check compares.
@@ -314,10 +312,7 @@ fn prepare_variant(
     // What the open-set rule compares with the threshold (see `classify`).
     let nearest: Vec<f32> = validation_observed
         .iter()
-        .map(|o| {
-            calibration.values().map(|p| vector::euclidean(&o.embedding, p)).fold(f32::INFINITY, f32::min)
-                + o.atypicality
-        })
+        .map(|o| metrics::nearest_prototype_distance(&o.embedding, &calibration) + o.atypicality)
         .collect();
     let threshold = if nearest.is_empty() { Header::UNCALIBRATED_THRESHOLD } else { metrics::quantile(&nearest, keep) };
 

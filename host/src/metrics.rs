@@ -75,6 +75,12 @@ pub fn prototypes(embeddings: &[Vec<f32>], labels: &[usize]) -> BTreeMap<usize, 
         .collect()
 }
 
+/// Euclidean distance from `embedding` to its nearest prototype (infinite without any): what
+/// the open-set rule compares with its threshold.
+pub fn nearest_prototype_distance(embedding: &[f32], prototypes: &BTreeMap<usize, Vec<f32>>) -> f32 {
+    prototypes.values().map(|p| vector::euclidean(embedding, p)).fold(f32::INFINITY, f32::min)
+}
+
 /// Nearest-prototype accuracy: the share of queries whose species is among the `k` nearest
 /// prototypes.
 pub fn prototype_accuracy(
