@@ -51,10 +51,8 @@ pub fn answer(table: &Table, observed: &Observation, path: &Path, top_k: usize) 
     };
     let top: Vec<Candidate> = found.top.iter().map(candidate).collect();
     let answer = found.species().map(|m| entry(m.index));
-    // Would the distance alone have named a species? Then the photo's atypicality decided.
-    let unusual = found.top.first().is_some_and(|best| best.distance <= table.header().open_set_threshold);
     let warning = match (answer, found.lookalike) {
-        (None, _) if unusual => Some(
+        (None, _) if found.unknown_by_atypicality => Some(
             "unknown species: the photo looks unlike the photos the model learnt from (another kind of \
              mushroom, or an unclear photo). Do not eat."
                 .to_string(),

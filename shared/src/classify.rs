@@ -34,6 +34,8 @@ pub struct Identification {
     pub unknown: bool,
     /// The photo's atypicality the open-set rule used (0 for a model without it).
     pub atypicality: f32,
+    /// Unknown because of the atypicality: the distance alone would have named a species.
+    pub unknown_by_atypicality: bool,
     /// A poisonous or deadly species close behind an edible answer.
     pub lookalike: Option<Match>,
 }
@@ -86,6 +88,8 @@ impl<E: EntryStore> PrototypeTable<E> {
         };
         top.iter_mut().for_each(confidence);
         let unknown = top.first().is_none_or(|best| best.distance + atypicality > header.open_set_threshold);
+        let unknown_by_atypicality =
+            unknown && top.first().is_some_and(|best| best.distance <= header.open_set_threshold);
         let lookalike = match (top.first(), nearest_dangerous) {
             (Some(best), Some(mut dangerous))
                 if !unknown
@@ -97,7 +101,7 @@ impl<E: EntryStore> PrototypeTable<E> {
             }
             _ => None,
         };
-        Ok(Identification { top, unknown, atypicality, lookalike })
+        Ok(Identification { top, unknown, atypicality, unknown_by_atypicality, lookalike })
     }
 }
 

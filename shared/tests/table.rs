@@ -147,13 +147,15 @@ fn an_atypical_photo_near_a_species_is_unknown_and_a_typical_one_is_not() {
     // The rule compares distance + atypicality with the threshold; the ranking is the distance's.
     let atypical = table.identify_with(&query, 0.5 - distance + 0.01, 3).unwrap();
     assert!(atypical.unknown && atypical.species().is_none());
+    assert!(atypical.unknown_by_atypicality && !plain.unknown_by_atypicality);
     assert_eq!(atypical.top, plain.top);
     assert!((atypical.atypicality - (0.51 - distance)).abs() < 1e-6);
     let typical = table.identify_with(&query, 0.5 - distance - 0.01, 3).unwrap();
     assert!(!typical.unknown);
     // A very typical photo (negative atypicality) may lie a little farther.
     let far = [1.0, 0.9, 0.0, 0.0];
-    assert!(table.identify(&far, 1).unwrap().unknown);
+    let far_alone = table.identify(&far, 1).unwrap();
+    assert!(far_alone.unknown && !far_alone.unknown_by_atypicality, "the distance alone decided");
     assert!(!table.identify_with(&far, -0.3, 1).unwrap().unknown);
     assert_eq!(table.identify_with(&query, 0.0, 3).unwrap(), plain);
 }
