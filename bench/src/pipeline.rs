@@ -5,9 +5,8 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use sporeprint_device::bench::{self, Report};
 use sporeprint_device::model::Model;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Serialize)]
@@ -32,35 +31,18 @@ pub fn pipeline(model_dir: &Path, variant: &str, jpeg: &[u8], photo: &str, runs:
 /// `variant`, from the kernel's accounting of the finished child (`wait4`'s `ru_maxrss`).
 pub fn identify_peak_rss_mb(device: &Path, model_dir: &Path, variant: &str, photo: &Path) -> anyhow::Result<f64> {
     let table = tempfile::tempdir()?;
-    let child = Command::new(device)
+    let mut command = Command::new(device);
+    command
         .arg("identify")
         .arg("--model")
         .arg(model_dir)
         .arg("--table")
         .arg(table.path().join("table.bin"))
         .arg(format!("--{variant}"))
-        .arg(photo)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("{}: cannot start", device.display()))?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals above.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    if pid < 0 {
-        bail!("waiting for {}: {}", device.display(), std::io::Error::last_os_error());
+        .arg(photo);
+    let run = bench::measure_child(command).with_context(|| format!("{}: cannot run", device.display()))?;
+    if !run.status.success() {
+        bail!("{} identify {}: {}: {}", device.display(), photo.display(), run.status, run.stderr.trim());
     }
-    let status = std::process::ExitStatus::from_raw(status);
-    if !status.success() {
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr {
-            use std::io::Read;
-            let _ = pipe.read_to_string(&mut stderr);
-        }
-        bail!("{} identify {}: {status}: {}", device.display(), photo.display(), stderr.trim());
-    }
-    // Linux reports ru_maxrss in kilobytes.
-    Ok(usage.ru_maxrss as f64 / 1024.0)
+    Ok(run.peak_rss_mb)
 }

@@ -56,10 +56,10 @@ pub fn run(
     let runs = runs.max(1);
     let mut stages: [Vec<f64>; 5] = Default::default();
     // One run first, untimed: tract allocates its buffers on the first call.
-    model.embedder.embed_image(&image_io::decode_rgb(jpeg)?)?;
+    model.embedder.embed_image(&image_io::decode_rgb(jpeg, spec)?)?;
     for _ in 0..runs {
         let start = Instant::now();
-        let decoded = image_io::decode_rgb(jpeg)?;
+        let decoded = image_io::decode_rgb(jpeg, spec)?;
         let decoded_at = Instant::now();
         let input = image_io::to_tensor(&decoded, spec);
         let resized_at = Instant::now();
@@ -113,6 +113,62 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// A finished child process and what it cost.
+#[derive(Debug)]
+pub struct Measured {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak resident memory of the child alone (`wait4`'s `ru_maxrss`), in MB.
+    pub peak_rss_mb: f64,
+    pub seconds: f64,
+}
+
+/// Runs `command` to its end, its output captured, and measures its peak memory from the
+/// kernel's accounting of the finished child.
+///
+/// A child's `ru_maxrss` starts from the peak of the parent it was forked from (the kernel keeps
+/// the larger of the two across `exec`), so the parent's peak is first reset to its current
+/// size (`/proc/self/clear_refs`, Linux 4.0 and later): a parent that once held a large buffer
+/// does not make every child after it look large. Run it from a process that is small now.
+#[cfg(target_os = "linux")]
+pub fn measure_child(mut command: std::process::Command) -> std::io::Result<Measured> {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    std::fs::write("/proc/self/clear_refs", "5")?;
+    let started = Instant::now();
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    // Drained while the child runs, so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Measured {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        // Linux reports ru_maxrss in kilobytes.
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
 /// The report as a table.
 pub fn describe(r: &Report) -> String {
     let mut text = format!(
@@ -151,7 +207,7 @@ mod tests {
     fn the_synthetic_photo_is_a_decodable_512_pixel_jpeg() {
         let bytes = synthetic_jpeg();
         assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
-        let image = image_io::decode_rgb(&bytes).unwrap();
+        let image = image_io::decode_rgb(&bytes, &sporeprint_shared::PreprocessSpec::EFFICIENTNET_LITE).unwrap();
         assert_eq!(image.dimensions(), (512, 512));
     }
 }

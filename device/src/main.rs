@@ -1,5 +1,14 @@
 use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
-    sporeprint_device::cli::run(sporeprint_device::cli::Cli::parse())
+/// One line, `error: ` and the chain of causes joined by ": " (anyhow's `{:#}`), never the
+/// multi-line Debug dump `fn main() -> Result` prints.
+fn main() -> ExitCode {
+    match sporeprint_device::cli::run(sporeprint_device::cli::Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -34,8 +34,14 @@ fn photos_are_answered_with_their_species_or_unknown() {
         let confidence = answer["top"][0]["confidence"].as_f64().unwrap();
         assert!(confidence > answer["top"][1]["confidence"].as_f64().unwrap());
     }
-    assert!(answers[0]["warning"].is_null(), "an edible answer without look-alike: no warning");
-    assert!(answers[1]["warning"].as_str().unwrap().contains("deadly"), "{}", answers[1]);
+    assert_eq!((&answers[0]["verdict"], &answers[0]["tone"]), (&"edible".into(), &"edible".into()), "{}", answers[0]);
+    assert_eq!(answers[0]["do_not_eat"], false);
+    assert!(answers[0]["warning"].as_str().unwrap().contains("ask an expert"), "{}", answers[0]);
+    assert_eq!((&answers[1]["verdict"], &answers[1]["headline"]), (&"deadly".into(), &"DEADLY POISONOUS".into()));
+    assert!(answers[1]["warning"].as_str().unwrap().contains("deadly poisonous"), "{}", answers[1]);
+    assert_eq!(answers[1]["do_not_eat"], true);
+    assert_eq!(answers[2]["verdict"], "inedible");
+    assert_eq!(answers[3]["verdict"], "unknown-species");
     assert_eq!(answers[3]["species"], serde_json::Value::Null);
     assert_eq!(answers[3]["unknown"], true);
     assert!(answers[3]["warning"].as_str().unwrap().contains("Do not eat"));
@@ -54,7 +60,7 @@ fn photos_are_answered_with_their_species_or_unknown() {
     // The human-readable form names the species and the danger.
     let human = device(&["identify", "--model", s.model.to_str().unwrap(), args[5]], &s.state);
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(text.contains("death cap (deadly)") && text.contains("WARNING"), "{text}");
+    assert!(text.contains("DEADLY POISONOUS: death cap (deadly poisonous)") && text.contains("WARNING"), "{text}");
 }
 
 #[test]
@@ -84,7 +90,7 @@ fn a_bad_photo_is_named_and_the_others_still_answered() {
     assert!(stderr.contains("3 of 4 photo(s)"), "{stderr}");
     // Each problem is said once (an error chain once repeated it: "X: not decodable: X: X").
     let notes = stderr.lines().find(|l| l.contains("notes.jpg")).unwrap();
-    assert_eq!(notes.matches("could not be determined").count(), 1, "{notes}");
+    assert_eq!(notes.matches("not an image").count(), 1, "{notes}");
     let missing = stderr.lines().find(|l| l.contains("missing.jpg")).unwrap();
     assert_eq!(missing.matches("No such file").count(), 1, "{missing}");
 }
@@ -151,4 +157,34 @@ fn bench_times_every_stage() {
     let output = device(&["bench", "--model", model, "--photo", missing.to_str().unwrap()], &s.state);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing.jpg"));
+}
+
+#[test]
+fn a_species_of_unknown_edibility_is_do_not_eat_in_words_and_json() {
+    let s = setup();
+    let shot = s.photos.join("shot.png");
+    photo(&shot, [140, 20, 160]);
+    let model = s.model.to_str().unwrap();
+    let enrolled = device(&["enroll", "--model", model, "--species", "purple thing", shot.to_str().unwrap()], &s.state);
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+    let json = device(&["identify", "--json", "--model", model, shot.to_str().unwrap()], &s.state);
+    let answer = &json_lines(&json)[0];
+    assert_eq!((&answer["species"], &answer["verdict"]), (&"purple thing".into(), &"edibility-unknown".into()));
+    assert_eq!((&answer["tone"], &answer["do_not_eat"]), (&"caution".into(), &true.into()));
+    let text = device(&["identify", "--model", model, shot.to_str().unwrap()], &s.state);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("EDIBILITY UNKNOWN: purple thing") && text.contains("Do not eat."), "{text}");
+}
+
+#[test]
+fn a_model_that_computes_nan_is_refused_by_name_never_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.onnx");
+    std::fs::write(&path, colour_model_with([f32::NAN, 0.0, 0.0, 0.1, 0.0, 1.0, 0.0, 0.1, 0.0, 0.0, 1.0, 0.1]))
+        .unwrap();
+    let embedder = sporeprint_shared::embedder::Embedder::load(&path, SPEC).unwrap();
+    let shot = dir.path().join("shot.png");
+    photo(&shot, [140, 20, 160]);
+    let error = embedder.observe_file(&shot).unwrap_err().to_string();
+    assert!(error.contains("broken.onnx") && error.contains("not a finite number (NaN)"), "{error}");
 }

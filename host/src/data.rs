@@ -33,6 +33,9 @@ pub struct Sample {
 pub struct Species {
     pub name: String,
     pub edibility: Edibility,
+    /// From `ROOT/taxonomy.csv`, when it lists the species.
+    pub scientific_name: Option<String>,
+    pub genus: Option<String>,
 }
 
 /// Every usable photo under a root, grouped by species.
@@ -52,13 +55,16 @@ impl Collection {
             bail!("{}: no such data folder", root.display());
         }
         let images = if root.join("images").is_dir() { root.join("images") } else { root.to_path_buf() };
-        let edibility = read_edibility(&root.join("species.csv"))?;
         let mut folders: Vec<PathBuf> = std::fs::read_dir(&images)
             .with_context(|| format!("{}: cannot list the folder", images.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_dir())
             .collect();
         folders.sort();
+        let names: Vec<String> =
+            folders.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let edibility = read_edibility(&root.join(SPECIES_CSV), &names)?;
+        let taxonomy = read_taxonomy(&root.join(TAXONOMY_CSV), &names)?;
 
         let mut collection = Collection { root: root.into(), species: vec![], photos: vec![], excluded: vec![] };
         for folder in folders {
@@ -74,7 +80,8 @@ impl Collection {
                 continue;
             }
             let edibility = edibility.get(&name).copied().unwrap_or(Edibility::Unknown);
-            collection.species.push(Species { name, edibility });
+            let (scientific_name, genus) = taxonomy.get(&name).cloned().unwrap_or_default();
+            collection.species.push(Species { name, edibility, scientific_name, genus });
             collection.photos.push(photos);
         }
         if collection.species.is_empty() {
@@ -129,22 +136,65 @@ pub struct Split {
     pub unseen: Vec<Sample>,
 }
 
-/// `species,edibility` lines; a missing file means every species is of unknown edibility.
-fn read_edibility(path: &Path) -> anyhow::Result<HashMap<String, Edibility>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(HashMap::new()) };
+/// Edibility per species folder: `species,edibility` (a header line, then one row a species).
+pub const SPECIES_CSV: &str = "species.csv";
+/// Scientific name and genus per species folder: `species,scientific_name,genus,...` (RFC 4180,
+/// quoted fields; further columns are sources and notes).
+pub const TAXONOMY_CSV: &str = "taxonomy.csv";
+
+/// `species.csv`. A missing file means every species is of unknown edibility (and so "do not
+/// eat" on the device); a file that is there but cannot be read, a bad row or a species with no
+/// folder is an error naming the file and the line: silently losing the file would silently
+/// lose every look-alike warning, which only fire for species known to be dangerous.
+fn read_edibility(path: &Path, folders: &[String]) -> anyhow::Result<HashMap<String, Edibility>> {
     let mut map = HashMap::new();
-    for (number, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (name, edibility) = line
-            .split_once(',')
-            .with_context(|| format!("{}:{}: expected `species,edibility`", path.display(), number + 1))?;
-        let edibility = edibility
-            .trim()
-            .parse()
-            .with_context(|| format!("{}:{}: bad edibility {edibility:?}", path.display(), number + 1))?;
-        map.insert(name.trim().to_string(), edibility);
+    for (line, row) in read_rows(path, folders, 2)? {
+        let edibility =
+            row[1].parse().with_context(|| format!("{}:{line}: bad edibility {:?}", path.display(), &row[1]))?;
+        map.insert(row[0].clone(), edibility);
     }
     Ok(map)
+}
+
+/// `taxonomy.csv` (optional): species -> (scientific name, genus), empty fields as `None`.
+fn read_taxonomy(path: &Path, folders: &[String]) -> anyhow::Result<HashMap<String, (Option<String>, Option<String>)>> {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Ok(read_rows(path, folders, 3)?
+        .into_iter()
+        .map(|(_, row)| (row[0].clone(), (non_empty(&row[1]), non_empty(&row[2]))))
+        .collect())
+}
+
+/// The rows (with their line numbers) of a CSV file whose first column names a species folder
+/// and that has at least `columns` columns. No file: no rows.
+fn read_rows(path: &Path, folders: &[String], columns: usize) -> anyhow::Result<Vec<(u64, Vec<String>)>> {
+    let bytes = match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        other => other.with_context(|| format!("{}: cannot read", path.display()))?,
+    };
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(&bytes[..]);
+    let mut rows: Vec<(u64, Vec<String>)> = vec![];
+    for record in reader.byte_records() {
+        let record = record.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row: Vec<String> = record
+            .iter()
+            .map(|field| String::from_utf8(field.to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("{}:{line}: not UTF-8 text", path.display()))?;
+        if row.iter().all(String::is_empty) {
+            continue;
+        }
+        if row.len() < columns {
+            bail!("{}:{line}: {} column(s), expected at least {columns}", path.display(), row.len());
+        }
+        if !folders.contains(&row[0]) {
+            bail!("{}:{line}: species {:?} has no photo folder", path.display(), row[0]);
+        }
+        if let Some((earlier, _)) = rows.iter().find(|(_, r)| r[0] == row[0]) {
+            bail!("{}:{line}: species {:?} is listed again (first on line {earlier})", path.display(), row[0]);
+        }
+        rows.push((line, row));
+    }
+    Ok(rows)
 }

@@ -57,21 +57,21 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// k of the k-NN accuracy (the study used 5).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::train::at_least(1))]
     pub knn: usize,
     /// Support photos per unseen species for k-shot accuracy.
-    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    #[arg(long, value_delimiter = ',', default_value = "1,3", value_parser = crate::train::at_least(1))]
     pub shots: Vec<usize>,
     /// Random draws of the support photos per k. The spread between draws is large with few
     /// species (3-shot: about 9 points over 15 species); 200 draws hold the mean to about 0.6.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = crate::train::at_least(1))]
     pub draws: usize,
     /// Known-species photos the open-set threshold must accept.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = crate::train::share)]
     pub keep: f64,
     /// Weight of the photo's atypicality in `open_set_with_atypicality` (see
     /// `sporeprint_host::atypicality`), fitted afresh for every variant, baseline included.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::train::non_negative)]
     pub atypicality_weight: f64,
     /// Also measure `centred+flip+crops`: gallery and enrollment photos embedded as the mean of
     /// 10 views (5 crops and their mirrors), queries as in `centred+flip`. 5x the embedding work.
@@ -107,14 +107,22 @@ pub struct OpenSet {
     pub threshold: f32,
     /// Validation photos of known species wrongly answered "unknown".
     pub known_rejected: f64,
-    /// Unseen-species photos (not enrolled) answered "unknown".
-    pub unseen_rejected: f64,
+    /// Unseen-species photos (not enrolled) answered "unknown"; `None` without unseen species.
+    pub unseen_rejected: Option<f64>,
     /// Threshold-free: the chance that an unseen-species photo lies farther from every prototype
     /// than a known-species validation photo (0.5: distance tells them apart no better than a
     /// coin). On 60 unseen photos one operating point moves 1.7 points per photo; this uses
     /// every pair.
     #[serde(default)]
-    pub auroc: f64,
+    pub auroc: Option<f64>,
+}
+
+/// What is measured on the unseen species; absent when the split holds none out.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct UnseenMetrics {
+    pub unseen_retrieval: Retrieval,
+    pub unseen_nmi: f64,
+    pub kshot: Vec<KShot>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -125,9 +133,10 @@ pub struct VariantReport {
     pub knn_accuracy: f64,
     pub prototype_top1: f64,
     pub prototype_top3: f64,
-    pub unseen_retrieval: Retrieval,
-    pub unseen_nmi: f64,
-    pub kshot: Vec<KShot>,
+    /// Same keys as before at the top level (`unseen_retrieval`, `unseen_nmi`, `kshot`), or
+    /// none of them.
+    #[serde(flatten)]
+    pub unseen: Option<UnseenMetrics>,
     /// The open-set rule on the distance to the nearest prototype alone.
     pub open_set: OpenSet,
     /// The rule on `distance + atypicality` (what a model exported with an atypicality does;
@@ -167,6 +176,7 @@ pub struct EvalReport {
 
 /// Raw (pre-normalisation) vectors of a cache's photos: straight and mirrored, and with
 /// `--crops` the mean over the 10 enrollment views.
+#[derive(Default)]
 struct Raw {
     straight: Vec<Vec<f32>>,
     mirrored: Vec<Vec<f32>>,
@@ -180,6 +190,10 @@ fn rows(t: &Tensor) -> Vec<Vec<f32>> {
 }
 
 fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> Raw {
+    if cache.len() == 0 {
+        // No unseen species (`--unseen 0`, the shipped default's recipe): nothing to run.
+        return Raw { views: views.then(Vec::new), ..Raw::default() };
+    }
     let run = |images: &Tensor| {
         if features { network.net.features_t(images, false) } else { network.net.forward_t(images, false) }
     };
@@ -366,16 +380,24 @@ fn measure(
     let seen_labels: Vec<usize> = train_labels.iter().chain(validation_labels).copied().collect();
     let prototypes = metrics::prototypes(train, train_labels);
 
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b5_7b07);
-    let clusters =
-        metrics::kmeans_best_of(unseen, metrics::by_label(unseen_labels).len(), 100, KMEANS_RESTARTS, &mut rng);
-    let kshot = args
-        .shots
-        .iter()
-        .map(|&k| {
-            kshot(k, args.draws, (train, train_labels), &prototypes, (unseen, unseen_support, unseen_labels), &mut rng)
-        })
-        .collect();
+    let unseen_metrics = (!unseen.is_empty()).then(|| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b5_7b07);
+        let clusters =
+            metrics::kmeans_best_of(unseen, metrics::by_label(unseen_labels).len(), 100, KMEANS_RESTARTS, &mut rng);
+        let kshot = args
+            .shots
+            .iter()
+            .map(|&k| {
+                let support = (unseen, unseen_support, unseen_labels);
+                kshot(k, args.draws, (train, train_labels), &prototypes, support, &mut rng)
+            })
+            .collect();
+        UnseenMetrics {
+            unseen_retrieval: metrics::retrieval(unseen, unseen_labels),
+            unseen_nmi: metrics::nmi(&clusters, unseen_labels),
+            kshot,
+        }
+    });
 
     let nearest_prototype = |e: &Vec<f32>| metrics::nearest_prototype_distance(e, &prototypes);
     let known: Vec<f32> = validation.iter().map(nearest_prototype).collect();
@@ -395,9 +417,7 @@ fn measure(
         knn_accuracy: metrics::knn_accuracy(validation, validation_labels, train, train_labels, args.knn),
         prototype_top1: metrics::prototype_accuracy(validation, validation_labels, &prototypes, 1),
         prototype_top3: metrics::prototype_accuracy(validation, validation_labels, &prototypes, 3),
-        unseen_retrieval: metrics::retrieval(unseen, unseen_labels),
-        unseen_nmi: metrics::nmi(&clusters, unseen_labels),
-        kshot,
+        unseen: unseen_metrics,
         open_set: open_set(&known, &unseen_distances, args.keep),
         open_set_with_atypicality,
     }
@@ -408,11 +428,12 @@ fn measure(
 fn open_set(known: &[f32], unseen: &[f32], keep: f64) -> OpenSet {
     let threshold = metrics::quantile(known, keep);
     let share_beyond = |d: &[f32]| d.iter().filter(|&&x| x > threshold).count() as f64 / d.len().max(1) as f64;
+    let measured = !unseen.is_empty();
     OpenSet {
         threshold,
         known_rejected: share_beyond(known),
-        unseen_rejected: share_beyond(unseen),
-        auroc: metrics::auroc(known, unseen),
+        unseen_rejected: measured.then(|| share_beyond(unseen)),
+        auroc: measured.then(|| metrics::auroc(known, unseen)),
     }
 }
 
@@ -486,17 +507,26 @@ pub fn save(
 /// The report as a table, metrics down, variants across.
 pub fn table(report: &EvalReport) -> String {
     let mut out = format!(
-        "{}\n{} seen species ({} training / {} validation photos), {} unseen species ({} photos), {}-d\n\n",
+        "{}\n{} seen species ({} training / {} validation photos), {} unseen species ({} photos), {}-d\n{}\n",
         report.model,
         report.seen_species,
         report.train_photos,
         report.validation_photos,
         report.unseen_species,
         report.unseen_photos,
-        report.embedding_dim
+        report.embedding_dim,
+        if report.unseen_species == 0 {
+            "No unseen species in this split (trained with --unseen 0): the unseen-species metrics are absent (-).\n"
+        } else {
+            ""
+        }
     );
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let spread = |m: &MeanSpread| format!("{:.1}±{:.1}%", 100.0 * m.mean, 100.0 * m.std);
+    let pct_or_absent = |x: Option<f64>| x.map_or("-".into(), pct);
+    let unseen = |f: &dyn Fn(&UnseenMetrics) -> String| -> Vec<String> {
+        report.variants.iter().map(|v| v.unseen.as_ref().map_or("-".into(), f)).collect()
+    };
     let mut lines: Vec<(String, Vec<String>)> = vec![
         ("metric".into(), report.variants.iter().map(|v| v.variant.clone()).collect()),
         ("triplet accuracy (validation)".into(), report.variants.iter().map(|v| pct(v.triplet_accuracy)).collect()),
@@ -507,16 +537,14 @@ pub fn table(report: &EvalReport) -> String {
         ),
         ("prototype top-1 (validation)".into(), report.variants.iter().map(|v| pct(v.prototype_top1)).collect()),
         ("prototype top-3 (validation)".into(), report.variants.iter().map(|v| pct(v.prototype_top3)).collect()),
-        (
-            "Precision@1 (unseen)".into(),
-            report.variants.iter().map(|v| pct(v.unseen_retrieval.precision_at_1)).collect(),
-        ),
-        ("R-Precision (unseen)".into(), report.variants.iter().map(|v| pct(v.unseen_retrieval.r_precision)).collect()),
-        ("MAP@R (unseen)".into(), report.variants.iter().map(|v| pct(v.unseen_retrieval.map_at_r)).collect()),
-        ("NMI k-means (unseen)".into(), report.variants.iter().map(|v| format!("{:.3}", v.unseen_nmi)).collect()),
+        ("Precision@1 (unseen)".into(), unseen(&|u| pct(u.unseen_retrieval.precision_at_1))),
+        ("R-Precision (unseen)".into(), unseen(&|u| pct(u.unseen_retrieval.r_precision))),
+        ("MAP@R (unseen)".into(), unseen(&|u| pct(u.unseen_retrieval.map_at_r))),
+        ("NMI k-means (unseen)".into(), unseen(&|u| format!("{:.3}", u.unseen_nmi))),
     ];
-    for (i, k) in report.variants.first().map(|v| v.kshot.clone()).unwrap_or_default().iter().enumerate() {
-        let row = |f: &dyn Fn(&KShot) -> String| report.variants.iter().map(|v| f(&v.kshot[i])).collect();
+    let first_kshot = report.variants.first().and_then(|v| v.unseen.as_ref()).map(|u| u.kshot.clone());
+    for (i, k) in first_kshot.unwrap_or_default().iter().enumerate() {
+        let row = |f: &dyn Fn(&KShot) -> String| unseen(&|u| f(&u.kshot[i]));
         lines.push((format!("{}-shot, study (top-3 photos)", k.shots), row(&|k| spread(&k.study_top3_photos))));
         lines.push((format!("{}-shot, prototype top-1", k.shots), row(&|k| spread(&k.prototype_top1))));
         lines.push((format!("{}-shot, prototype top-3", k.shots), row(&|k| spread(&k.prototype_top3))));
@@ -531,14 +559,15 @@ pub fn table(report: &EvalReport) -> String {
     ));
     lines.push((
         "unseen rejected as unknown".into(),
-        report.variants.iter().map(|v| pct(v.open_set.unseen_rejected)).collect(),
+        report.variants.iter().map(|v| pct_or_absent(v.open_set.unseen_rejected)).collect(),
     ));
-    lines.push(("open-set AUROC".into(), report.variants.iter().map(|v| format!("{:.3}", v.open_set.auroc)).collect()));
+    let auroc = |o: &OpenSet| o.auroc.map_or("-".into(), |a| format!("{a:.3}"));
+    lines.push(("open-set AUROC".into(), report.variants.iter().map(|v| auroc(&v.open_set)).collect()));
     let with_atypicality = |f: &dyn Fn(&OpenSet) -> String| -> Vec<String> {
         report.variants.iter().map(|v| v.open_set_with_atypicality.as_ref().map_or("-".into(), f)).collect()
     };
-    lines.push(("+ atypicality: unseen rejected".into(), with_atypicality(&|o| pct(o.unseen_rejected))));
-    lines.push(("+ atypicality: AUROC".into(), with_atypicality(&|o| format!("{:.3}", o.auroc))));
+    lines.push(("+ atypicality: unseen rejected".into(), with_atypicality(&|o| pct_or_absent(o.unseen_rejected))));
+    lines.push(("+ atypicality: AUROC".into(), with_atypicality(&auroc)));
     let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     for (label, cells) in lines {
         out.push_str(&format!("{label:<width$}"));

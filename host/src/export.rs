@@ -62,15 +62,15 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "per-channel")]
     pub int8_scales: WeightScales,
     /// How many calibration photos to use (spread evenly over those found).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = crate::train::at_least(1))]
     pub calibration_photos: usize,
     /// Known-species photos the open-set threshold must accept.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = crate::train::share)]
     pub keep: f64,
     /// Weight of a photo's atypicality in the open-set rule (see `sporeprint_host::atypicality`,
     /// fitted here on the training photos): the model reports it as a second output and the
     /// threshold bounds `nearest distance + atypicality`. 0: the embedding alone.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::train::non_negative)]
     pub atypicality_weight: f64,
     #[arg(long)]
     pub json: bool,
@@ -101,6 +101,8 @@ pub struct ExportSummary {
     pub default: Precision,
     pub fp32: manifest::Variant,
     pub int8: Option<manifest::Variant>,
+    /// Photos that could not be decoded and were left out of the tables.
+    pub skipped: Vec<PathBuf>,
 }
 
 /// Cosine to the trained network below which the fp32 graph is not that network.
@@ -112,11 +114,18 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     let (config, mut network) = train::load_run(&args.run, train::BEST, Device::Cpu)?;
     let data = args.data.clone().unwrap_or(config.data.clone());
     let collection = Collection::scan(&data)?;
-    let split = collection.split(config.unseen, config.seed)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let mut split = collection.split(config.unseen, config.seed)?;
     ensure!(args.int8 || args.default_variant == Precision::Fp32, "--default-variant int8 needs --int8");
     let spec = config.backbone.preprocess();
-    let inputs = collection_inputs(&split, spec)?;
+    let (inputs, skipped) = collection_inputs(&mut split, spec);
+    if !skipped.is_empty() {
+        eprintln!("skipped {} unreadable photo(s):", skipped.len());
+        for (path, problem) in &skipped {
+            eprintln!("  {}: {problem}", path.display());
+        }
+    }
+    ensure!(!inputs.train.is_empty(), "{}: no decodable training photo", data.display());
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     if args.atypicality_weight > 0.0 {
         let fitted = fit_atypicality(&network, &inputs, &split, args.atypicality_weight);
         network.net.set_atypicality(fitted);
@@ -166,6 +175,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
         default: args.default_variant,
         fp32: fp32.variant,
         int8: int8.map(|p| p.variant),
+        skipped: skipped.into_iter().map(|(path, _)| path).collect(),
     };
     write_manifest(&args.out, &config, &summary)?;
     Ok(summary)
@@ -191,19 +201,31 @@ struct Inputs {
     validation: Vec<Vec<f32>>,
 }
 
-fn collection_inputs(split: &Split, spec: PreprocessSpec) -> anyhow::Result<Inputs> {
-    let load = |samples: &[Sample], label: &str| -> anyhow::Result<Vec<Vec<f32>>> {
+/// The inputs of every decodable photo of `split`, which loses the samples that do not decode:
+/// like `train`, an export skips unreadable photos and lists them (returned, with the reason).
+fn collection_inputs(split: &mut Split, spec: PreprocessSpec) -> (Inputs, Vec<(PathBuf, String)>) {
+    let mut skipped = vec![];
+    let mut load = |samples: &mut Vec<Sample>, label: &str| -> Vec<Vec<f32>> {
         let bar = crate::pipeline::progress(samples.len() as u64, label);
-        Ok(samples
-            .par_iter()
-            .progress_with(bar)
-            .map(|s| image_io::load_tensor(&s.path, &spec))
-            .collect::<Result<Vec<_>, _>>()?)
+        let loaded: Vec<_> =
+            samples.par_iter().progress_with(bar).map(|s| image_io::load_tensor(&s.path, &spec)).collect();
+        let mut inputs = vec![];
+        let mut kept = vec![];
+        for (sample, input) in samples.drain(..).zip(loaded) {
+            match input {
+                Ok(input) => {
+                    inputs.push(input);
+                    kept.push(sample);
+                }
+                Err(e) => skipped.push((sample.path, e.problem.to_string())),
+            }
+        }
+        *samples = kept;
+        inputs
     };
-    Ok(Inputs {
-        train: load(&split.train, "decoding training photos")?,
-        validation: load(&split.validation, "decoding validation photos")?,
-    })
+    let train = load(&mut split.train, "decoding training photos");
+    let validation = load(&mut split.validation, "decoding validation photos");
+    (Inputs { train, validation }, skipped)
 }
 
 /// tch's embeddings of the first training photos.
@@ -329,7 +351,12 @@ fn prepare_variant(
             .collect();
         let new = NewSpecies {
             name: Name::new(&display_name(&species.name)).map_err(|e| anyhow!("species {:?}: {e}", species.name))?,
-            scientific_name: None,
+            scientific_name: species
+                .scientific_name
+                .as_deref()
+                .map(Name::new)
+                .transpose()
+                .map_err(|e| anyhow!("species {:?}: scientific name: {e}", species.name))?,
             edibility: species.edibility,
             origin: Origin::Host,
         };

@@ -52,7 +52,7 @@ impl PhotoCache {
         let decoded: Vec<Result<RgbImage, String>> = samples
             .par_iter()
             .map(|sample| {
-                let image = image_io::open_rgb(&sample.path).map_err(|e| e.problem.to_string());
+                let image = image_io::open_rgb(&sample.path, &spec).map_err(|e| e.problem.to_string());
                 bar.inc(1);
                 image.map(|image| image_io::resize_shorter(&image, &spec))
             })

@@ -142,23 +142,25 @@ const STUDY: [&str; 13] = ["", "", "65.1", "", "", "", "", "", "20", "28", "", "
 
 /// One variant's numbers, in the order of [`COLUMNS`].
 fn cells(v: &VariantReport) -> Vec<String> {
+    let kshot = v.unseen.as_ref().map_or(&[][..], |u| &u.kshot[..]);
     let shot = |k: usize, f: &dyn Fn(&crate::eval::KShot) -> f64| {
-        v.kshot.iter().find(|s| s.shots == k).map_or(String::new(), |s| pct(f(s)))
+        kshot.iter().find(|s| s.shots == k).map_or(String::new(), |s| pct(f(s)))
     };
+    let unseen = |f: &dyn Fn(&crate::eval::UnseenMetrics) -> String| v.unseen.as_ref().map_or(String::new(), f);
     vec![
         pct(v.triplet_accuracy),
         pct(v.centroid_accuracy),
         pct(v.knn_accuracy),
         pct(v.prototype_top1),
         pct(v.prototype_top3),
-        pct(v.unseen_retrieval.precision_at_1),
-        pct(v.unseen_retrieval.map_at_r),
-        format!("{:.3}", v.unseen_nmi),
+        unseen(&|u| pct(u.unseen_retrieval.precision_at_1)),
+        unseen(&|u| pct(u.unseen_retrieval.map_at_r)),
+        unseen(&|u| format!("{:.3}", u.unseen_nmi)),
         shot(1, &|s| s.study_top3_photos.mean),
         shot(3, &|s| s.study_top3_photos.mean),
         shot(1, &|s| s.prototype_top1.mean),
         shot(3, &|s| s.prototype_top1.mean),
-        pct(v.open_set.unseen_rejected),
+        v.open_set.unseen_rejected.map_or(String::new(), pct),
     ]
 }
 
@@ -425,7 +427,7 @@ fn neighbours(dump: &EmbeddingDump) -> anyhow::Result<String> {
 }
 
 fn thumbnail(path: &Path) -> anyhow::Result<String> {
-    let image = sporeprint_shared::image_io::open_rgb(path)?;
+    let image = sporeprint_shared::image_io::open_rgb(path, &sporeprint_shared::PreprocessSpec::EFFICIENTNET_LITE)?;
     let small = image::imageops::thumbnail(&image, 112, 112);
     let mut bytes = vec![];
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 80).encode_image(&small)?;

@@ -63,10 +63,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub projection: Projection,
     /// LDA only: the within-species scatter is shrunk towards this many times its mean variance.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = non_negative)]
     #[serde(default = "default_shrinkage")]
     pub lda_shrinkage: f64,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i64).range(2..=4096))]
     pub embedding_dim: i64,
     #[arg(long, value_enum, default_value = "batch-hard")]
     pub mining: Mining,
@@ -77,22 +77,22 @@ pub struct TrainConfig {
     pub unseen: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = positive)]
     pub margin: f64,
     /// Softmax temperature of proxy-softmax.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = positive)]
     #[serde(default = "default_temperature")]
     pub temperature: f64,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, value_parser = positive)]
     pub lr: f64,
     /// Triplets per step (offline mining strategies).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least(1))]
     pub batch_size: usize,
     /// P: species per batch (batch-hard, batch-all).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least(2))]
     pub species_per_batch: usize,
     /// K: photos per species per batch (batch-hard, batch-all).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least(2))]
     pub photos_per_species: usize,
     /// Stop after this many epochs without a better validation score (see [`RunState`]).
     #[arg(long, default_value_t = 5)]
@@ -113,9 +113,32 @@ pub struct TrainConfig {
     /// Residual head: the embedding's last coordinate is this constant before normalising (the
     /// projection gets the other D - 1), so prototypes of photos the head was fitted on do not
     /// outcompete those of new photos (see `model::head::Head::new`). 0: none.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     #[serde(default)]
     pub constant_coordinate: f64,
+}
+
+/// A count of at least `min` (clap refuses the rest before anything runs).
+pub fn at_least(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..)
+}
+
+/// A finite number above 0.
+pub fn positive(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if x.is_finite() && x > 0.0 { Ok(x) } else { Err(format!("{s} must be a finite number above 0")) }
+}
+
+/// A share strictly between 0 and 1 (e.g. of photos kept).
+pub fn share(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if x > 0.0 && x < 1.0 { Ok(x) } else { Err(format!("{s} must be a share between 0 and 1, e.g. 0.95")) }
+}
+
+/// A finite number of at least 0.
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if x.is_finite() && x >= 0.0 { Ok(x) } else { Err(format!("{s} must be a finite number, 0 or more")) }
 }
 
 impl TrainConfig {

@@ -10,6 +10,7 @@ use sporeprint_host::mining::Mining;
 use sporeprint_host::model::BackboneKind;
 use sporeprint_host::report::ReportArgs;
 use sporeprint_host::train::{self, EpochMetrics};
+use sporeprint_shared::Edibility;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -168,22 +169,28 @@ fn eval_measures_a_trained_run_on_every_variant() {
     let names: Vec<&str> = report.variants.iter().map(|v| v.variant.as_str()).collect();
     assert_eq!(names, ["plain", "centred", "flip", "centred+flip", "centred+flip+crops"]);
     for v in &report.variants {
-        for x in
-            [v.triplet_accuracy, v.centroid_accuracy, v.knn_accuracy, v.prototype_top1, v.prototype_top3, v.unseen_nmi]
-        {
+        let unseen = v.unseen.as_ref().expect("2 unseen species");
+        for x in [
+            v.triplet_accuracy,
+            v.centroid_accuracy,
+            v.knn_accuracy,
+            v.prototype_top1,
+            v.prototype_top3,
+            unseen.unseen_nmi,
+        ] {
             assert!((0.0..=1.0).contains(&x), "{v:?}");
         }
         assert!(v.prototype_top3 >= v.prototype_top1);
         // Trained on easily told-apart synthetic species: the true one is among the 3 nearest of
         // the 6 prototypes for nearly every validation photo.
         assert!(v.prototype_top3 > 0.8, "{v:?}");
-        assert_eq!(v.kshot.iter().map(|k| k.shots).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(unseen.kshot.iter().map(|k| k.shots).collect::<Vec<_>>(), [1, 3]);
         // The threshold keeps 95% of 6 validation photos: at most one is rejected.
         assert!(v.open_set.known_rejected <= 1.0 / 6.0 + 1e-9, "{v:?}");
         // Also with the photos' atypicality added, under its own threshold.
         let with = v.open_set_with_atypicality.as_ref().expect("fitted on the training photos");
         assert!(with.known_rejected <= 1.0 / 6.0 + 1e-9, "{v:?}");
-        assert!((0.0..=1.0).contains(&with.auroc), "{v:?}");
+        assert!(with.auroc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{v:?}");
         assert_ne!(with.threshold, v.open_set.threshold, "{v:?}");
     }
     let table = eval::table(&report);
@@ -193,6 +200,11 @@ fn eval_measures_a_trained_run_on_every_variant() {
         assert!(json.get(key).is_some(), "{key}");
     }
     assert!(json["variants"][0]["open_set"]["threshold"].is_number());
+    // The unseen metrics keep their top-level keys (older eval.json files still read).
+    assert!(json["variants"][0]["unseen_retrieval"]["map_at_r"].is_number(), "{json}");
+    assert!(json["variants"][0]["kshot"].is_array());
+    let again: eval::EvalReport = serde_json::from_value(json).unwrap();
+    assert!(again.variants[0].unseen.is_some());
 
     // The report of the evaluated run: charts with content, and a page embedding them.
     eval::save(out.path(), &report, &embeddings, false).unwrap();
@@ -230,7 +242,14 @@ fn the_real_collection_splits_as_the_study_did() {
     assert_eq!(collection.photo_count(), 800);
     assert_eq!(collection.species[0].name, "almond_mushroom");
     let dangerous = collection.species.iter().filter(|s| s.edibility.is_dangerous()).count();
-    assert_eq!(dangerous, 26, "species.csv lists 26 poisonous species");
+    assert_eq!(dangerous, 54, "the corrected species.csv lists 54 poisonous or deadly species");
+    let deadly = collection.species.iter().filter(|s| s.edibility == Edibility::Deadly).count();
+    assert_eq!(deadly, 12);
+    let deathcap = collection.species.iter().find(|s| s.name == "deathcap").unwrap();
+    assert_eq!(deathcap.edibility, Edibility::Deadly);
+    assert_eq!(deathcap.scientific_name.as_deref(), Some("Amanita phalloides"), "from taxonomy.csv");
+    assert_eq!(deathcap.genus.as_deref(), Some("Amanita"));
+    assert!(collection.species.iter().all(|s| s.scientific_name.is_some() && s.genus.is_some()));
     let split = collection.split(15, 0).unwrap();
     assert_eq!((split.train.len(), split.validation.len(), split.unseen.len()), (555, 185, 60));
     let unseen: HashSet<&str> = split.unseen.iter().map(|s| collection.species[s.label].name.as_str()).collect();

@@ -8,7 +8,12 @@
 //!   atypicality (how unlike its training photos it looks as a whole) has it added to that
 //!   distance first: the threshold was calibrated on the sum.
 //! - Look-alike: when the answer is edible and a poisonous or deadly species lies within the
-//!   look-alike margin of it (searched over all species, not just the top-k shown), it is named.
+//!   look-alike margin of it (searched over all species, not just the top-k shown), it is named;
+//!   a deadly one within the margin before a nearer poisonous one.
+//! - Fail closed: a query or atypicality that is not a finite number is refused, and every
+//!   comparison is written so that a number that slipped through answers "unknown".
+//!
+//! What a forager is then told is decided from this in one place: [`crate::verdict`].
 
 use crate::table::{EntryStore, PrototypeTable, TableError};
 use crate::vector;
@@ -65,21 +70,35 @@ impl<E: EntryStore> PrototypeTable<E> {
         if embedding.len() != self.dim() {
             return Err(TableError::DimensionMismatch { expected: self.dim(), found: embedding.len() });
         }
+        if !atypicality.is_finite() {
+            return Err(TableError::NotFinite("the photo's atypicality"));
+        }
         let mut query: Vec<f32> = embedding.to_vec();
-        vector::l2_normalize(&mut query);
+        let length = vector::l2_normalize(&mut query);
+        if !(length > 0.0 && length.is_finite()) {
+            return Err(TableError::NotFinite("the embedding"));
+        }
 
         let header = self.header();
         let k = top_k.clamp(1, MAX_TOP_K);
         let mut top = heapless::Vec::<Match, MAX_TOP_K>::new();
-        let mut nearest_dangerous: Option<Match> = None;
+        // Nearest deadly, nearest poisonous: a deadly look-alike is named before a poisonous one.
+        let mut nearest_dangerous: [Option<Match>; 2] = [None, None];
         let mut normaliser = LogSumExp::default();
         for (index, entry) in self.entries().iter().enumerate() {
             let distance = header.metric.distance(&query, &entry.prototype.vector);
             normaliser.add(-distance / header.temperature);
             let candidate = Match { index, distance, confidence: 0.0 };
             insert_nearest(&mut top, k, candidate);
-            if entry.edibility.is_dangerous() && nearest_dangerous.is_none_or(|d| distance < d.distance) {
-                nearest_dangerous = Some(candidate);
+            let class = match entry.edibility {
+                crate::Edibility::Deadly => Some(0),
+                crate::Edibility::Poisonous => Some(1),
+                _ => None,
+            };
+            if let Some(class) = class
+                && nearest_dangerous[class].is_none_or(|d| distance < d.distance)
+            {
+                nearest_dangerous[class] = Some(candidate);
             }
         }
 
@@ -87,17 +106,17 @@ impl<E: EntryStore> PrototypeTable<E> {
             m.confidence = libm::expf(-m.distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
         };
         top.iter_mut().for_each(confidence);
-        let unknown = top.first().is_none_or(|best| best.distance + atypicality > header.open_set_threshold);
+        // `!(x <= t)` rather than `x > t`: a NaN that got this far is unknown, not a species.
+        let unknown = top.first().is_none_or(|best| !(best.distance + atypicality <= header.open_set_threshold));
         let unknown_by_atypicality =
             unknown && top.first().is_some_and(|best| best.distance <= header.open_set_threshold);
-        let lookalike = match (top.first(), nearest_dangerous) {
-            (Some(best), Some(mut dangerous))
-                if !unknown
-                    && self.entries()[best.index].edibility == crate::Edibility::Edible
-                    && dangerous.distance - best.distance <= header.lookalike_margin =>
-            {
-                confidence(&mut dangerous);
-                Some(dangerous)
+        let lookalike = match top.first() {
+            Some(best) if !unknown && self.entries()[best.index].edibility == crate::Edibility::Edible => {
+                let within = |d: &&Match| d.distance - best.distance <= header.lookalike_margin;
+                nearest_dangerous.iter().flatten().find(within).copied().map(|mut dangerous| {
+                    confidence(&mut dangerous);
+                    dangerous
+                })
             }
             _ => None,
         };

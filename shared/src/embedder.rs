@@ -6,7 +6,7 @@
 //! parsed, never of a file that might have changed in between.
 
 use crate::fingerprint::ModelFingerprint;
-use crate::image_io::{self, ImageError};
+use crate::image_io::{self, ImageError, PhotoInfo};
 use crate::preprocess::PreprocessSpec;
 use crate::vector;
 use image::RgbImage;
@@ -30,6 +30,9 @@ pub enum EmbedderError {
     Input { got: usize, size: usize },
     #[error("the model failed on this input: {0}")]
     Run(String),
+    /// A damaged or wrong model file: its numbers must never become a species name.
+    #[error("{}: the model's {what} for this photo is not a finite number ({value}); the model file is damaged or not a sporeprint embedder", model.display())]
+    NotFinite { model: PathBuf, what: &'static str, value: f32 },
     #[error(transparent)]
     Image(#[from] ImageError),
 }
@@ -55,6 +58,8 @@ pub struct Embedder {
     /// The model has a second output, `[1, 1]`: the photo's atypicality.
     atypicality: bool,
     fingerprint: ModelFingerprint,
+    /// The model file, for errors about what it computes (empty when loaded from bytes).
+    path: PathBuf,
 }
 
 impl core::fmt::Debug for Embedder {
@@ -68,11 +73,12 @@ impl Embedder {
     /// optimises it for that shape.
     pub fn load(path: &Path, spec: PreprocessSpec) -> Result<Embedder, EmbedderError> {
         let bytes = std::fs::read(path).map_err(|problem| EmbedderError::Read { path: path.into(), problem })?;
-        Embedder::from_bytes(&bytes, spec).map_err(|e| match e {
+        let embedder = Embedder::from_bytes(&bytes, spec).map_err(|e| match e {
             EmbedderError::Model { problem, .. } => EmbedderError::Model { path: path.into(), problem },
             EmbedderError::Output { shape, .. } => EmbedderError::Output { path: path.into(), shape },
             other => other,
-        })
+        })?;
+        Ok(Embedder { path: path.into(), ..embedder })
     }
 
     /// As [`Embedder::load`], from the model file's bytes (errors name no file).
@@ -110,7 +116,14 @@ impl Embedder {
             }
         };
         let plan = model.into_runnable().map_err(model_error)?;
-        Ok(Embedder { plan, spec, dim: shape[1], atypicality, fingerprint: ModelFingerprint::of_bytes(bytes) })
+        Ok(Embedder {
+            plan,
+            spec,
+            dim: shape[1],
+            atypicality,
+            fingerprint: ModelFingerprint::of_bytes(bytes),
+            path: PathBuf::new(),
+        })
     }
 
     /// Whether the model reports each photo's atypicality (see [`Observation::atypicality`]).
@@ -144,12 +157,21 @@ impl Embedder {
             let view = outputs[i].to_plain_array_view::<f32>().map_err(|e| EmbedderError::Run(e.to_string()))?;
             Ok(view.iter().copied().collect())
         };
+        let not_finite = |what, value| EmbedderError::NotFinite { model: self.path.clone(), what, value };
         let mut embedding = values(0)?;
+        if let Some(&value) = embedding.iter().find(|x| !x.is_finite()) {
+            return Err(not_finite("embedding", value));
+        }
         // The graph normalises already; again here so a model without that step is still safe.
+        // A zero vector has no direction to compare: as unusable as a NaN.
+        let length = vector::norm(&embedding);
+        if !(length > 0.0 && length.is_finite()) {
+            return Err(not_finite("embedding length", length));
+        }
         vector::l2_normalize(&mut embedding);
         let atypicality = if self.atypicality { values(1)?[0] } else { 0.0 };
         if !atypicality.is_finite() {
-            return Err(EmbedderError::Run(format!("the photo's atypicality is {atypicality}")));
+            return Err(not_finite("atypicality", atypicality));
         }
         Ok(Observation { embedding, atypicality })
     }
@@ -170,13 +192,18 @@ impl Embedder {
         Ok(self.observe_image(image)?.embedding)
     }
 
-    /// [`Embedder::observe_input`] of the photo file at `path`.
-    pub fn observe_file(&self, path: &Path) -> Result<Observation, EmbedderError> {
-        self.observe_image(&image_io::open_rgb(path)?)
+    /// [`Embedder::observe_input`] of the photo file at `path`, with how the file was read. The
+    /// decoded photo is gone before the model runs, so the two never hold memory at once.
+    pub fn observe_file(&self, path: &Path) -> Result<(Observation, PhotoInfo), EmbedderError> {
+        let (input, info) = {
+            let photo = image_io::open(path, &self.spec)?;
+            (image_io::to_tensor(&photo.image, &self.spec), photo.info)
+        };
+        Ok((self.observe_input(&input)?, info))
     }
 
     /// The unit embedding of the photo file at `path`.
     pub fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedderError> {
-        Ok(self.observe_file(path)?.embedding)
+        Ok(self.observe_file(path)?.0.embedding)
     }
 }

@@ -22,6 +22,7 @@ pub mod species;
 pub mod sync;
 pub mod table;
 pub mod vector;
+pub mod verdict;
 
 #[cfg(feature = "tract")]
 pub mod embedder;
@@ -38,3 +39,4 @@ pub use preprocess::PreprocessSpec;
 pub use species::{Edibility, Name, Origin, SpeciesId};
 pub use table::{Entry, EntryStore, FixedTable, Header, PrototypeTable, Source, Table, TableError, Tombstone};
 pub use vector::Metric;
+pub use verdict::{Tone, Verdict};

@@ -64,8 +64,8 @@ pub struct Trained {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("{}: cannot read the model description: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot read the model description: {problem}", path.display())]
+    Io { path: PathBuf, problem: std::io::Error },
     #[error("{}: not a valid model description: {problem}", path.display())]
     Invalid { path: PathBuf, problem: String },
     #[error("{}: no variant {wanted:?} (this model has: {available})", path.display())]
@@ -76,7 +76,8 @@ impl Manifest {
     /// Reads `dir/model.toml`.
     pub fn read(dir: &Path) -> Result<Manifest, ManifestError> {
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|problem| ManifestError::Io { path: path.clone(), problem })?;
         let manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Invalid {
             path: path.clone(),
             problem: std::string::ToString::to_string(&e),

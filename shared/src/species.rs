@@ -94,6 +94,15 @@ impl Edibility {
         matches!(self, Edibility::Poisonous | Edibility::Deadly)
     }
 
+    /// As a forager reads it: "deadly poisonous" rather than the label "deadly".
+    pub fn in_words(self) -> &'static str {
+        match self {
+            Edibility::Deadly => "deadly poisonous",
+            Edibility::Unknown => "of unknown edibility",
+            other => other.as_str(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Edibility::Edible => "edible",

@@ -12,12 +12,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::{fs, io};
 
+// The messages carry their cause, so no field is a `source`: a report that walks the chain
+// (`{:#}`) would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{}: {source}", path.display())]
-    Format { path: PathBuf, source: FormatError },
+    #[error("{}: {problem}", path.display())]
+    Io { path: PathBuf, problem: io::Error },
+    #[error("{}: {problem}", path.display())]
+    Format { path: PathBuf, problem: FormatError },
     #[error(
         "{}: this table was built for model {table} but the model in use is {model}; \
          use the table that came with the model, or rebuild it with `sporeprint export`",
@@ -93,7 +95,7 @@ pub fn lock_path(path: &Path) -> PathBuf {
 /// blocking until it is released).
 pub fn lock(path: &Path, waiting: impl FnOnce()) -> Result<TableLock, StoreError> {
     let lock_path = lock_path(path);
-    let io_error = |source| StoreError::Io { path: lock_path.clone(), source };
+    let io_error = |problem| StoreError::Io { path: lock_path.clone(), problem };
     let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error)?;
     match file.try_lock() {
         Ok(()) => {}
@@ -107,12 +109,12 @@ pub fn lock(path: &Path, waiting: impl FnOnce()) -> Result<TableLock, StoreError
 }
 
 pub fn save<E: EntryStore>(path: &Path, table: &PrototypeTable<E>) -> Result<(), StoreError> {
-    write_atomically(path, &format::encode(table)).map_err(|source| StoreError::Io { path: path.into(), source })
+    write_atomically(path, &format::encode(table)).map_err(|problem| StoreError::Io { path: path.into(), problem })
 }
 
 pub fn load<E: EntryStore>(path: &Path) -> Result<PrototypeTable<E>, StoreError> {
-    let bytes = fs::read(path).map_err(|source| StoreError::Io { path: path.into(), source })?;
-    format::decode(&bytes).map_err(|source| StoreError::Format { path: path.into(), source })
+    let bytes = fs::read(path).map_err(|problem| StoreError::Io { path: path.into(), problem })?;
+    format::decode(&bytes).map_err(|problem| StoreError::Format { path: path.into(), problem })
 }
 
 /// Loads a table and checks it belongs to the model that will produce the queries.

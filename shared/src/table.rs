@@ -234,6 +234,8 @@ pub enum TableError {
     InvalidEntry { index: usize, name: String, problem: &'static str },
     #[error("the header is invalid: {0}")]
     InvalidHeader(&'static str),
+    #[error("{0} is not a finite number: refused rather than named")]
+    NotFinite(&'static str),
 }
 
 /// A new species' description, apart from its shots.

@@ -6,7 +6,7 @@
 
 use anyhow::{Context, bail};
 use image::RgbImage;
-use sporeprint_shared::image_io;
+use sporeprint_shared::{PreprocessSpec, image_io};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -44,6 +44,8 @@ pub struct Frame {
 
 pub struct Camera {
     spec: CameraSpec,
+    /// What frames are decoded for: a large JPEG is decoded at a scale still above its resize.
+    preprocess: PreprocessSpec,
     photos: Vec<PathBuf>,
     next: usize,
     /// After a failure of a live camera: no new attempt before this instant.
@@ -57,7 +59,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Camera {
     /// Opens the camera, or says what was tried and why it failed.
-    pub fn open(spec: &CameraSpec) -> anyhow::Result<Camera> {
+    pub fn open(spec: &CameraSpec, preprocess: PreprocessSpec) -> anyhow::Result<Camera> {
         let photos = match spec {
             CameraSpec::Dir(dir) => list_photos(dir)?,
             CameraSpec::Rpicam => {
@@ -79,7 +81,7 @@ impl Camera {
                 vec![]
             }
         };
-        Ok(Camera { spec: spec.clone(), photos, next: 0, retry_at: None, backoff: FIRST_BACKOFF })
+        Ok(Camera { spec: spec.clone(), preprocess, photos, next: 0, retry_at: None, backoff: FIRST_BACKOFF })
     }
 
     /// Takes one photo. A failure is that frame's; the next call tries again (after a pause for
@@ -111,7 +113,7 @@ impl Camera {
             CameraSpec::Dir(_) => {
                 let path = self.photos[self.next % self.photos.len()].clone();
                 self.next += 1;
-                let image = image_io::open_rgb(&path)?;
+                let image = image_io::open_rgb(&path, &self.preprocess)?;
                 Ok(Frame { image, label: path })
             }
             CameraSpec::Rpicam => {
@@ -135,10 +137,11 @@ impl Camera {
                 if !out.status.success() {
                     bail!("camera rpicam: rpicam-still failed: {}", String::from_utf8_lossy(&out.stderr).trim());
                 }
-                let image = image_io::decode_rgb(&out.stdout).context("camera rpicam: the photo does not decode")?;
+                let image = image_io::decode_rgb(&out.stdout, &self.preprocess)
+                    .context("camera rpicam: the photo does not decode")?;
                 Ok(Frame { image, label: "rpicam".into() })
             }
-            CameraSpec::V4l(device) => v4l_capture(device),
+            CameraSpec::V4l(device) => v4l_capture(device, &self.preprocess),
         }
     }
 }
@@ -164,7 +167,7 @@ fn list_photos(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// rather than the `v4l` crate: that crate generates its bindings with bindgen, which needs
 /// libclang at build time and a sysroot per target to cross-compile for the Pi; one still per
 /// button press does not need a streaming API. The frame is a JPEG and decodes like a file.
-fn v4l_capture(device: &Path) -> anyhow::Result<Frame> {
+fn v4l_capture(device: &Path, preprocess: &PreprocessSpec) -> anyhow::Result<Frame> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("frame.jpg");
     let out = Command::new("v4l2-ctl")
@@ -177,7 +180,7 @@ fn v4l_capture(device: &Path) -> anyhow::Result<Frame> {
     if !out.status.success() {
         bail!("camera v4l:{}: v4l2-ctl failed: {}", device.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
-    let image = image_io::open_rgb(&file).with_context(|| format!("camera v4l:{}", device.display()))?;
+    let image = image_io::open_rgb(&file, preprocess).with_context(|| format!("camera v4l:{}", device.display()))?;
     Ok(Frame { image, label: device.into() })
 }
 
@@ -197,7 +200,10 @@ mod tests {
 
     #[test]
     fn a_missing_live_camera_says_what_was_tried() {
-        let error = Camera::open(&CameraSpec::V4l("/dev/video-sporeprint-none".into())).err().unwrap();
+        let error =
+            Camera::open(&CameraSpec::V4l("/dev/video-sporeprint-none".into()), PreprocessSpec::EFFICIENTNET_LITE)
+                .err()
+                .unwrap();
         assert!(error.to_string().contains("/dev/video-sporeprint-none does not exist"), "{error}");
     }
 
@@ -205,7 +211,8 @@ mod tests {
     fn a_failing_live_camera_waits_before_the_next_attempt() {
         // Exists, so it opens; is no video device, so every capture fails.
         let not_a_camera = tempfile::NamedTempFile::new().unwrap();
-        let mut camera = Camera::open(&CameraSpec::V4l(not_a_camera.path().into())).unwrap();
+        let mut camera =
+            Camera::open(&CameraSpec::V4l(not_a_camera.path().into()), PreprocessSpec::EFFICIENTNET_LITE).unwrap();
         let first = camera.capture().err().unwrap().to_string();
         assert!(first.contains("camera v4l") && !first.contains("retrying"), "{first}");
         let second = camera.capture().err().unwrap().to_string();

@@ -55,7 +55,7 @@ pub struct Session<'a> {
 impl<'a> Session<'a> {
     /// Opens the camera and the display (clear errors when either is missing) and the table.
     pub fn open(model: &'a Model, table_path: &Path, settings: Settings, origin: Origin) -> anyhow::Result<Self> {
-        let camera = Camera::open(&settings.camera)?;
+        let camera = Camera::open(&settings.camera, *model.embedder.spec())?;
         let display = Display::open(&settings.display)?;
         let (width, height) = display.native_size().unwrap_or(settings.size);
         let table = model.open_table(table_path)?;

@@ -15,7 +15,7 @@ use embedded_graphics::primitives::{Circle, PrimitiveStyle, Rectangle};
 use embedded_text::TextBox;
 use embedded_text::alignment::{HorizontalAlignment, VerticalAlignment};
 use embedded_text::style::TextBoxStyleBuilder;
-use sporeprint_shared::Edibility;
+use sporeprint_shared::Tone;
 
 pub const DANGER: Rgb565 = Rgb565::new(28, 0, 0);
 pub const UNKNOWN: Rgb565 = Rgb565::new(28, 40, 0);
@@ -71,20 +71,22 @@ impl Screen {
     pub fn banner(&self) -> (Rgb565, String) {
         match self {
             Screen::Ready { .. } => (NEUTRAL, "sporeprint".into()),
-            Screen::Answer(a) if a.unknown => (UNKNOWN, "UNKNOWN - DO NOT EAT".into()),
-            Screen::Answer(a) => match (a.edibility, a.lookalike.as_ref()) {
-                (_, Some(_)) => (DANGER, "DANGEROUS LOOK-ALIKE".into()),
-                (Some(e), None) if e.is_dangerous() => (DANGER, e.as_str().to_uppercase()),
-                (Some(Edibility::Edible), None) => (EDIBLE, "EDIBLE? ASK AN EXPERT".into()),
-                (Some(Edibility::Unknown), None) => (UNKNOWN, "EDIBILITY UNKNOWN".into()),
-                (Some(e), None) => (NEUTRAL, e.as_str().to_uppercase()),
-                (None, None) => (UNKNOWN, "UNKNOWN - DO NOT EAT".into()),
-            },
+            Screen::Answer(a) => (tone_colour(a.tone), a.headline.into()),
             Screen::Enroll { .. } => (ENROLL, "ENROLL".into()),
             Screen::Enrolled { warning: Some(_), .. } => (UNKNOWN, "ENROLLED - CHECK".into()),
             Screen::Enrolled { .. } => (ENROLL, "ENROLLED".into()),
             Screen::Problem { title, .. } => (UNKNOWN, title.to_uppercase()),
         }
+    }
+}
+
+/// The colour of a verdict's tone (the verdict itself is decided in `shared::verdict`).
+pub fn tone_colour(tone: Tone) -> Rgb565 {
+    match tone {
+        Tone::Danger => DANGER,
+        Tone::Caution => UNKNOWN,
+        Tone::Neutral => NEUTRAL,
+        Tone::Edible => EDIBLE,
     }
 }
 
@@ -190,10 +192,8 @@ fn draw_answer(answer: &Answer, canvas: &mut Canvas, body: Rectangle) {
         answer.top.iter().enumerate().map(|(i, c)| format!("{}. {} ({:.2})\n", i + 1, c.species, c.distance)).collect();
     text(canvas, list.trim_end(), at(y, 42), Font::Medium, Align::Left);
     y += 46;
-    if let Some(warning) = &answer.warning {
-        let remaining = (body.top_left.y + body.size.height as i32 - y).max(0) as u32;
-        text(canvas, warning, at(y, remaining), Font::Small, Align::Left);
-    }
+    let remaining = (body.top_left.y + body.size.height as i32 - y).max(0) as u32;
+    text(canvas, &answer.warning, at(y, remaining), Font::Small, Align::Left);
 }
 
 #[derive(Clone, Copy)]

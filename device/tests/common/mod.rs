@@ -23,6 +23,11 @@ pub const SPEC: PreprocessSpec = PreprocessSpec {
 
 /// A small but real ONNX embedder: the image's mean colour (GlobalAveragePool), mapped to 4-D.
 pub fn colour_model() -> Vec<u8> {
+    colour_model_with([1.0, 0.0, 0.0, 0.1, 0.0, 1.0, 0.0, 0.1, 0.0, 0.0, 1.0, 0.1])
+}
+
+/// The colour model with other weights (3 x 4, row-major): a NaN among them makes a broken model.
+pub fn colour_model_with(weights: [f32; 12]) -> Vec<u8> {
     use pb::tensor_shape_proto::{Dimension, dimension};
     let info = |name: &str, dims: &[i64]| pb::ValueInfoProto {
         name: name.into(),
@@ -46,7 +51,6 @@ pub fn colour_model() -> Vec<u8> {
         output: vec![output.into()],
         ..Default::default()
     };
-    let weights: [f32; 12] = [1.0, 0.0, 0.0, 0.1, 0.0, 1.0, 0.0, 0.1, 0.0, 0.0, 1.0, 0.1];
     let model = pb::ModelProto {
         ir_version: 7,
         opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],

@@ -38,16 +38,16 @@ fn unpredictable_u64() -> u64 {
 #[cfg(feature = "std")]
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("{}: cannot read the pairing key: {source}", path.display())]
-    Io { path: std::path::PathBuf, source: std::io::Error },
-    #[error("{}: {source}", path.display())]
-    Unusable { path: std::path::PathBuf, source: FrameError },
+    #[error("{}: cannot read the pairing key: {problem}", path.display())]
+    Io { path: std::path::PathBuf, problem: std::io::Error },
+    #[error("{}: {problem}", path.display())]
+    Unusable { path: std::path::PathBuf, problem: FrameError },
 }
 
 /// Reads a pairing key file; its bytes are the key (`head -c 32 /dev/urandom > pair.key`, then
 /// the same file on both ends).
 #[cfg(feature = "std")]
 pub fn read_key(path: &std::path::Path) -> Result<Key, KeyFileError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyFileError::Io { path: path.into(), source })?;
-    Key::new(&bytes).map_err(|source| KeyFileError::Unusable { path: path.into(), source })
+    let bytes = std::fs::read(path).map_err(|problem| KeyFileError::Io { path: path.into(), problem })?;
+    Key::new(&bytes).map_err(|problem| KeyFileError::Unusable { path: path.into(), problem })
 }

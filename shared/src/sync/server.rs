@@ -241,7 +241,9 @@ impl Server {
             Apply::Replace => received,
             Apply::Merge => match store::load::<std::vec::Vec<_>>(path) {
                 Ok(current) => merge::merge(&current, &received).map_err(|e| Refusal::Invalid(e.to_string()))?,
-                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => received,
+                Err(store::StoreError::Io { problem, .. }) if problem.kind() == std::io::ErrorKind::NotFound => {
+                    received
+                }
                 Err(e) => return Err(Refusal::Save(e.to_string())),
             },
         };

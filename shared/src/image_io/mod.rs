@@ -1,22 +1,26 @@
-//! Photos to network inputs: decode, then [`PreprocessSpec`]'s resize, centre crop and
-//! normalisation. The trainer, the exporter and the device all go through here.
+//! Photos to network inputs: decode ([`decode`]: bounded, EXIF orientation applied), then
+//! [`PreprocessSpec`]'s resize, centre crop and normalisation. The trainer, the exporter and the
+//! device all go through here.
 //!
-//! JPEGs are decoded by `zune-jpeg` in strict mode rather than through `image`: `image` decodes
-//! a truncated JPEG without complaint (the missing part comes out grey), and a half-received
-//! photo must be an error, not a confident answer about a grey blur.
+//! The crop comes after the resize, on the whole resized photo, because enrollment embeds its
+//! corner crops too ([`enrollment_views`]); the resize stays small because [`decode`] refuses
+//! shapes wider than [`MAX_ASPECT_RATIO`]: at most 4 x 256 x 256 pixels.
+
+mod decode;
+mod jpeg;
+
+pub use decode::{
+    Budget, DecodeError, MAX_ASPECT_RATIO, MAX_FILE_BYTES, MIN_SIDE, Photo, PhotoFormat, PhotoInfo, Rotation, decode,
+    read_photo_file,
+};
+pub use jpeg::check_complete as check_jpeg_complete;
 
 use crate::preprocess::{PreprocessSpec, ResizeFilter};
 use image::RgbImage;
 use image::imageops::{self, FilterType};
 use std::path::{Path, PathBuf};
-use std::string::{String, ToString};
 use std::vec::Vec;
-use zune_core::bytestream::ZCursor;
-use zune_core::colorspace::ColorSpace;
-use zune_core::options::DecoderOptions;
 
-// The messages already say what went wrong underneath, so the errors name no `source`: a
-// report that walks the chain (`{:#}`) would otherwise say it twice or three times.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct ImageError {
@@ -24,46 +28,21 @@ pub struct ImageError {
     pub problem: DecodeError,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("cannot read the file: {0}")]
-    Io(std::io::Error),
-    #[error("corrupt or truncated JPEG: {0}")]
-    Jpeg(String),
-    #[error("not a decodable image: {0}")]
-    Image(image::ImageError),
+/// Decodes an encoded photo to upright 8-bit RGB, at least as large as `spec` resizes to.
+pub fn decode_rgb(bytes: &[u8], spec: &PreprocessSpec) -> Result<RgbImage, DecodeError> {
+    Ok(decode(bytes, spec.resize_shorter_to)?.image)
 }
 
-impl From<std::io::Error> for DecodeError {
-    fn from(e: std::io::Error) -> DecodeError {
-        DecodeError::Io(e)
-    }
-}
-
-impl From<image::ImageError> for DecodeError {
-    fn from(e: image::ImageError) -> DecodeError {
-        DecodeError::Image(e)
-    }
-}
-
-/// Decodes an encoded photo (JPEG, PNG; recognised by content) to 8-bit RGB.
-pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        let options = DecoderOptions::default().set_strict_mode(true).jpeg_set_out_colorspace(ColorSpace::RGB);
-        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-        let pixels = decoder.decode().map_err(|e| DecodeError::Jpeg(std::format!("{e:?}")))?;
-        let (width, height) = decoder.dimensions().ok_or_else(|| DecodeError::Jpeg("no image size".to_string()))?;
-        return RgbImage::from_raw(width as u32, height as u32, pixels)
-            .ok_or_else(|| DecodeError::Jpeg("decoded pixels do not match the image size".to_string()));
-    }
-    Ok(image::load_from_memory(bytes)?.into_rgb8())
-}
-
-/// Reads and decodes the photo at `path`.
-pub fn open_rgb(path: &Path) -> Result<RgbImage, ImageError> {
+/// Reads and decodes the photo at `path` (see [`decode`] and [`read_photo_file`]).
+pub fn open(path: &Path, spec: &PreprocessSpec) -> Result<Photo, ImageError> {
     let error = |problem| ImageError { path: path.into(), problem };
-    let bytes = std::fs::read(path).map_err(|e| error(e.into()))?;
-    decode_rgb(&bytes).map_err(error)
+    let bytes = read_photo_file(path).map_err(error)?;
+    decode(&bytes, spec.resize_shorter_to).map_err(error)
+}
+
+/// [`open`]'s pixels.
+pub fn open_rgb(path: &Path, spec: &PreprocessSpec) -> Result<RgbImage, ImageError> {
+    Ok(open(path, spec)?.image)
 }
 
 /// The spec's aspect-preserving resize: the shorter side becomes `resize_shorter_to`.
@@ -113,7 +92,7 @@ pub fn to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> Vec<f32> {
 
 /// Decode + preprocess the photo at `path`.
 pub fn load_tensor(path: &Path, spec: &PreprocessSpec) -> Result<Vec<f32>, ImageError> {
-    Ok(to_tensor(&open_rgb(path)?, spec))
+    Ok(to_tensor(&open_rgb(path, spec)?, spec))
 }
 
 fn filter_type(filter: ResizeFilter) -> FilterType {
