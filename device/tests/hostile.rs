@@ -62,6 +62,11 @@ fn every_hostile_input_is_answered_or_refused_in_bounded_memory() {
         .encode_image(&pixels)
         .unwrap();
     drop(pixels);
+    // The largest photo decoded whole: a 2048 x 2048 PNG (16-bit, the costliest kind).
+    let largest_png = scratch.path().join("png-2048x2048x16bit.png");
+    image::ImageBuffer::<Rgb<u16>, _>::from_fn(2048, 2048, |x, y| Rgb([(x * 32) as u16, (y * 32) as u16, 9000]))
+        .save(&largest_png)
+        .unwrap();
     let folder = scratch.path().join("a-folder.jpg");
     std::fs::create_dir(&folder).unwrap();
     let fifo = scratch.path().join("a-fifo.jpg");
@@ -69,6 +74,7 @@ fn every_hostile_input_is_answered_or_refused_in_bounded_memory() {
 
     let mut cases: Vec<(PathBuf, Result<(), &str>)> = CORPUS.iter().map(|(n, e)| (corpus(n), *e)).collect();
     cases.push((phone, Ok(())));
+    cases.push((largest_png, Ok(())));
     cases.push((folder, Err("a directory, not a photo file")));
     cases.push((fifo, Err("a FIFO, socket or device, not a photo file")));
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, make_photos, run};
+use common::{config, export_args, make_photos, run};
 use sporeprint_host::atypicality::Atypicality;
 use sporeprint_host::export::{self, ExportArgs, Precision};
 use sporeprint_host::mining::Mining;
@@ -144,21 +144,6 @@ fn every_backbone_and_head_exports_to_the_network_it_is() {
     }
 }
 
-fn export_args(run: &Path, out: &Path) -> ExportArgs {
-    ExportArgs {
-        run: run.into(),
-        out: out.into(),
-        data: None,
-        int8: true,
-        default_variant: Precision::Fp32,
-        calibration: None,
-        int8_scales: WeightScales::PerChannel,
-        calibration_photos: 50,
-        keep: 0.95,
-        atypicality_weight: 1.0,
-        json: false,
-    }
-}
 
 #[test]
 fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {

@@ -141,22 +141,7 @@ fn eval_measures_a_trained_run_on_every_variant() {
     make_photos(data.path(), 8, 5);
     let out = tempfile::tempdir().unwrap();
     run(config(data.path(), out.path(), Mining::BatchHard, 4), false);
-    let args = EvalArgs {
-        run: Some(out.path().into()),
-        data: data.path().into(),
-        features: false,
-        backbone: BackboneKind::Tiny,
-        unseen: 2,
-        seed: 0,
-        knn: 5,
-        shots: vec![1, 3],
-        draws: 20,
-        keep: 0.95,
-        atypicality_weight: 1.0,
-        crops: true,
-        save: None,
-        json: true,
-    };
+    let args = common::eval_args(out.path(), data.path());
     let (report, embeddings) = {
         // Building the network draws from libtorch's global generator: not while another test trains.
         let _one_at_a_time = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -2,7 +2,10 @@
 #![allow(dead_code)]
 
 use image::{Rgb, RgbImage};
+use sporeprint_host::eval::EvalArgs;
+use sporeprint_host::export::{ExportArgs, Precision};
 use sporeprint_host::mining::Mining;
+use sporeprint_host::onnx::WeightScales;
 use sporeprint_host::model::BackboneKind;
 use sporeprint_host::model::head::HeadKind;
 use sporeprint_host::train::{self, TrainConfig};
@@ -64,4 +67,41 @@ pub static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn run(config: TrainConfig, resume: bool) -> train::TrainSummary {
     let _one_at_a_time = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     train::train(config, resume, Arc::new(AtomicBool::new(false))).unwrap()
+}
+
+/// `sporeprint eval` of the run in `run` on `data`: every variant, 20 draws.
+pub fn eval_args(run: &Path, data: &Path) -> EvalArgs {
+    EvalArgs {
+        run: Some(run.into()),
+        data: data.into(),
+        features: false,
+        backbone: BackboneKind::Tiny,
+        unseen: 2,
+        seed: 0,
+        knn: 5,
+        shots: vec![1, 3],
+        draws: 20,
+        keep: 0.95,
+        atypicality_weight: 1.0,
+        crops: true,
+        save: None,
+        json: true,
+    }
+}
+
+/// `sporeprint export --int8` of the run in `run` into `out`.
+pub fn export_args(run: &Path, out: &Path) -> ExportArgs {
+    ExportArgs {
+        run: run.into(),
+        out: out.into(),
+        data: None,
+        int8: true,
+        default_variant: Precision::Fp32,
+        calibration: None,
+        int8_scales: WeightScales::PerChannel,
+        calibration_photos: 50,
+        keep: 0.95,
+        atypicality_weight: 1.0,
+        json: false,
+    }
 }
