@@ -20,7 +20,7 @@ echo "== the shared core builds without std"
 cargo build -p sporeprint-shared --no-default-features --target thumbv7em-none-eabihf --locked
 
 echo "== tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # The Pi's CPU: the device binary cross-built for aarch64, and the tests of the shared core
 # (including the default embedder's parity with its x86 reference) and of the device library
@@ -31,7 +31,7 @@ PI=aarch64-unknown-linux-gnu
 cargo build -p sporeprint-device --target "$PI" --locked
 cargo test -p sporeprint-shared --features tract --target "$PI" --locked \
   --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity \
-  --test merge --test frames --test sync_pty --test fuzz_regressions
+  --test merge --test frames --test sync_pty --test fuzz_regressions --test hostile_corpus --test verdict
 cargo test -p sporeprint-device --lib --target "$PI" --locked
 
 echo "== Debian package for the Pi (dpkg -x layout check)"

@@ -156,8 +156,11 @@ fn read_edibility(path: &Path, folders: &[String]) -> anyhow::Result<HashMap<Str
     Ok(map)
 }
 
-/// `taxonomy.csv` (optional): species -> (scientific name, genus), empty fields as `None`.
-fn read_taxonomy(path: &Path, folders: &[String]) -> anyhow::Result<HashMap<String, (Option<String>, Option<String>)>> {
+/// A species' (scientific name, genus), each `None` when the field is empty.
+type Taxon = (Option<String>, Option<String>);
+
+/// `taxonomy.csv` (optional): species -> its [`Taxon`].
+fn read_taxonomy(path: &Path, folders: &[String]) -> anyhow::Result<HashMap<String, Taxon>> {
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     Ok(read_rows(path, folders, 3)?
         .into_iter()

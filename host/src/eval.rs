@@ -190,7 +190,7 @@ fn rows(t: &Tensor) -> Vec<Vec<f32>> {
 }
 
 fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> Raw {
-    if cache.len() == 0 {
+    if cache.is_empty() {
         // No unseen species (`--unseen 0`, the shipped default's recipe): nothing to run.
         return Raw { views: views.then(Vec::new), ..Raw::default() };
     }

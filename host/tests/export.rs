@@ -5,11 +5,11 @@ mod common;
 
 use common::{config, export_args, make_photos, run};
 use sporeprint_host::atypicality::Atypicality;
-use sporeprint_host::export::{self, ExportArgs, Precision};
+use sporeprint_host::export;
 use sporeprint_host::mining::Mining;
 use sporeprint_host::model::head::{HeadKind, Projection};
 use sporeprint_host::model::{BackboneKind, EmbeddingNet};
-use sporeprint_host::onnx::{self, WeightScales};
+use sporeprint_host::onnx;
 use sporeprint_shared::embedder::{Embedder, EmbedderError};
 use sporeprint_shared::store::{self, StoreError};
 use sporeprint_shared::{ModelFingerprint, Table, vector};
@@ -143,7 +143,6 @@ fn every_backbone_and_head_exports_to_the_network_it_is() {
         }
     }
 }
-
 
 #[test]
 fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {

@@ -106,8 +106,12 @@ impl<E: EntryStore> PrototypeTable<E> {
             m.confidence = libm::expf(-m.distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
         };
         top.iter_mut().for_each(confidence);
-        // `!(x <= t)` rather than `x > t`: a NaN that got this far is unknown, not a species.
-        let unknown = top.first().is_none_or(|best| !(best.distance + atypicality <= header.open_set_threshold));
+        // Named only when the sum is comparable and within the threshold: a NaN that got this
+        // far is unknown, not a species (`x > t` would be false for it).
+        let within = |best: &Match| {
+            (best.distance + atypicality).partial_cmp(&header.open_set_threshold).is_some_and(|o| o.is_le())
+        };
+        let unknown = top.first().is_none_or(|best| !within(best));
         let unknown_by_atypicality =
             unknown && top.first().is_some_and(|best| best.distance <= header.open_set_threshold);
         let lookalike = match top.first() {

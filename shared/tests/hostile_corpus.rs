@@ -64,7 +64,9 @@ fn a_portrait_photo_is_turned_upright_by_its_exif_orientation() {
 
 #[test]
 fn damaged_and_foreign_files_each_get_their_own_error() {
-    let cases: [(&str, fn(&DecodeError) -> bool, &str); 10] = [
+    // File, which error it must be, words its message must contain.
+    type Case = (&'static str, fn(&DecodeError) -> bool, &'static str);
+    let cases: [Case; 10] = [
         ("empty.jpg", |e| matches!(e, DecodeError::Empty), "empty"),
         ("truncated.jpg", |e| matches!(e, DecodeError::Jpeg(_)), "truncated JPEG"),
         ("truncated.png", |e| matches!(e, DecodeError::Image { format: "PNG", .. }), "truncated PNG"),
