@@ -75,9 +75,13 @@ pub enum Command {
         /// How many candidates to list per photo.
         #[arg(long, default_value_t = 3)]
         top_k: usize,
-        /// One JSON object per photo and line.
+        /// One JSON object per photo and line (with --find: one for the find, `answer` combined
+        /// and `each` view's own).
         #[arg(long)]
         json: bool,
+        /// The photos are views of one mushroom (cap, gills, stem...): one answer for all of them.
+        #[arg(long)]
+        find: bool,
         #[arg(required = true)]
         photos: Vec<PathBuf>,
     },
@@ -183,7 +187,8 @@ pub enum SpeciesAction {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Identify { model, top_k, json, photos } => run_identify(&model, top_k, json, &photos),
+        Command::Identify { model, top_k, json, find: true, photos } => run_find(&model, top_k, json, &photos),
+        Command::Identify { model, top_k, json, find: false, photos } => run_identify(&model, top_k, json, &photos),
         Command::Enroll { model, species, edibility, new, json, photos } => {
             let (model, table) = model.open()?;
             let request = enroll::Request { species, edibility, new_only: new };
@@ -276,6 +281,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_find(args: &ModelArgs, top_k: usize, json: bool, photos: &[PathBuf]) -> anyhow::Result<()> {
+    let (model, table) = args.open()?;
+    let table = model.open_table(&table)?;
+    let find = identify::identify_find(&model, &table, photos, top_k)?;
+    if json {
+        println!("{}", serde_json::to_string(&find)?);
+    } else {
+        println!("{}", identify::describe_find(&find));
+    }
+    Ok(())
 }
 
 fn run_identify(args: &ModelArgs, top_k: usize, json: bool, photos: &[PathBuf]) -> anyhow::Result<()> {

@@ -131,6 +131,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         100.0 * v.validation_prototype_top3,
                         100.0 * v.validation_knn5
                     );
+                    if let Some(c) = &v.calibration {
+                        println!(
+                            "    confidence: temperature {:.4}; ECE validation {:.3} (uncalibrated {:.3}), shifted \
+                             variants {:.3} (uncalibrated {:.3}); shifted prototype top-1 {:.1}%",
+                            c.temperature,
+                            c.validation_ece,
+                            c.uncalibrated_validation_ece,
+                            c.shifted_ece,
+                            c.uncalibrated_shifted_ece,
+                            100.0 * c.shifted_prototype_top1
+                        );
+                    }
                 }
             }
             Ok(())

@@ -13,10 +13,12 @@
 //! prototype. The shipped prototypes then use training and validation photos alike.
 
 use crate::atypicality::Atypicality;
+use crate::calibration::{self, Scored};
 use crate::data::{Collection, Sample, Split};
 use crate::metrics;
 use crate::model::EmbeddingNet;
 use crate::onnx::{self, Graph, WeightScales};
+use crate::shift;
 use crate::train::{self, Network};
 use anyhow::{Context, anyhow, ensure};
 use indicatif::ParallelProgressIterator;
@@ -26,6 +28,7 @@ use sporeprint_shared::embedder::{Embedder, Observation};
 use sporeprint_shared::manifest::{self, Manifest};
 use sporeprint_shared::table::NewSpecies;
 use sporeprint_shared::{Header, Name, Origin, PreprocessSpec, Table, image_io, store, vector};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 use tract_onnx::pb;
@@ -33,6 +36,8 @@ use tract_onnx::pb;
 pub const EMBEDDER: &str = "embedder.onnx";
 pub const EMBEDDER_INT8: &str = "embedder.int8.onnx";
 pub const PROTOTYPES: &str = "prototypes.bin";
+/// The fp32 table's reliability diagram (PNG), validation photos and their shifted variants.
+pub const RELIABILITY_CHART: &str = "reliability.png";
 pub const PROTOTYPES_INT8: &str = "prototypes.int8.bin";
 pub use sporeprint_shared::manifest::MANIFEST;
 
@@ -177,6 +182,12 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
         int8: int8.map(|p| p.variant),
         skipped: skipped.into_iter().map(|(path, _)| path).collect(),
     };
+    let [validation, shifted] = &fp32.reliability;
+    crate::report::reliability_chart(
+        &args.out.join(RELIABILITY_CHART),
+        &format!("{EMBEDDER}: calibrated confidence (T = {:.4})", fp32.table.header().temperature),
+        &[("validation photos", validation), ("their shifted variants", shifted)],
+    )?;
     write_manifest(&args.out, &config, &summary)?;
     Ok(summary)
 }
@@ -195,20 +206,38 @@ pub fn quantize(net: &EmbeddingNet, photos: &[PathBuf], scales: WeightScales) ->
     Ok(quantized.into_model(&outputs, size, dim, &format!("{} (int8)", net.describe())))
 }
 
-/// Every photo of the split, preprocessed once: (training, validation) inputs.
+/// Every photo of the split, preprocessed once.
 struct Inputs {
     train: Vec<Vec<f32>>,
     validation: Vec<Vec<f32>>,
+    /// The shifted variant ([`crate::shift`]) of each validation photo, in the same order.
+    shifted: Vec<Vec<f32>>,
 }
+
+/// Seeds the shifted variants: photo `i` of the validation set gets `SHIFT_SEED + i`.
+pub const SHIFT_SEED: u64 = 0x5b1f7ed;
 
 /// The inputs of every decodable photo of `split`, which loses the samples that do not decode:
 /// like `train`, an export skips unreadable photos and lists them (returned, with the reason).
 fn collection_inputs(split: &mut Split, spec: PreprocessSpec) -> (Inputs, Vec<(PathBuf, String)>) {
     let mut skipped = vec![];
-    let mut load = |samples: &mut Vec<Sample>, label: &str| -> Vec<Vec<f32>> {
+    // Each photo's input and, when `shift`, its shifted variant's (seeded by its place in the
+    // split, so every export of a split shifts each photo the same way).
+    let mut load = |samples: &mut Vec<Sample>, label: &str, shift: bool| -> Vec<(Vec<f32>, Vec<f32>)> {
         let bar = crate::pipeline::progress(samples.len() as u64, label);
-        let loaded: Vec<_> =
-            samples.par_iter().progress_with(bar).map(|s| image_io::load_tensor(&s.path, &spec)).collect();
+        let loaded: Vec<Result<(Vec<f32>, Vec<f32>), _>> = samples
+            .par_iter()
+            .enumerate()
+            .progress_with(bar)
+            .map(|(i, s)| {
+                let photo = image_io::open_rgb(&s.path, &spec)?;
+                let shifted = match shift {
+                    true => image_io::to_tensor(&shift::shifted(&photo, SHIFT_SEED + i as u64), &spec),
+                    false => vec![],
+                };
+                Ok::<_, image_io::ImageError>((image_io::to_tensor(&photo, &spec), shifted))
+            })
+            .collect();
         let mut inputs = vec![];
         let mut kept = vec![];
         for (sample, input) in samples.drain(..).zip(loaded) {
@@ -223,9 +252,9 @@ fn collection_inputs(split: &mut Split, spec: PreprocessSpec) -> (Inputs, Vec<(P
         *samples = kept;
         inputs
     };
-    let train = load(&mut split.train, "decoding training photos");
-    let validation = load(&mut split.validation, "decoding validation photos");
-    (Inputs { train, validation }, skipped)
+    let train = load(&mut split.train, "decoding training photos", false).into_iter().map(|(x, _)| x).collect();
+    let (validation, shifted) = load(&mut split.validation, "decoding validation photos", true).into_iter().unzip();
+    (Inputs { train, validation, shifted }, skipped)
 }
 
 /// tch's embeddings of the first training photos.
@@ -279,6 +308,8 @@ struct Prepared {
     bytes: Vec<u8>,
     table: Table,
     variant: manifest::Variant,
+    /// Validation photos' and shifted variants' reliability at the fitted temperature.
+    reliability: [calibration::Reliability; 2],
 }
 
 impl Prepared {
@@ -310,6 +341,7 @@ fn prepare_variant(
     let train = embeddings(&observe(&inputs.train, &format!("{embedder_name}: training photos"))?);
     let validation_observed = observe(&inputs.validation, &format!("{embedder_name}: validation photos"))?;
     let validation = embeddings(&validation_observed);
+    let shifted = embeddings(&observe(&inputs.shifted, &format!("{embedder_name}: shifted validation photos"))?);
     let cosines: Vec<f64> = reference.iter().zip(&train).map(|(r, e)| vector::cosine_similarity(r, e) as f64).collect();
     let (worst, mean) = (
         cosines.iter().copied().fold(f64::INFINITY, f64::min),
@@ -338,8 +370,10 @@ fn prepare_variant(
         .collect();
     let threshold = if nearest.is_empty() { Header::UNCALIBRATED_THRESHOLD } else { metrics::quantile(&nearest, keep) };
 
+    let (calibration_fit, reliability) = calibrate_confidence(&calibration, (&validation, &shifted), &validation_labels);
     let mut table = Table::new(Header::new(embedder.dim() as u32, embedder.fingerprint(), spec));
     table.set_open_set_threshold(threshold);
+    table.set_temperature(calibration_fit.temperature);
     for (label, species) in collection.species.iter().enumerate().take(split.seen_species) {
         // The shipped prototypes use every photo of the species.
         let shots: Vec<&Vec<f32>> = train
@@ -357,6 +391,12 @@ fn prepare_variant(
                 .map(Name::new)
                 .transpose()
                 .map_err(|e| anyhow!("species {:?}: scientific name: {e}", species.name))?,
+            genus: species
+                .genus
+                .as_deref()
+                .map(Name::new)
+                .transpose()
+                .map_err(|e| anyhow!("species {:?}: genus: {e}", species.name))?,
             edibility: species.edibility,
             origin: Origin::Host,
         };
@@ -378,8 +418,47 @@ fn prepare_variant(
         validation_knn5: metrics::knn_accuracy(&validation, &validation_labels, &train, &train_labels, 5),
         validation_known_rejected: nearest.iter().filter(|&&d| d > threshold).count() as f64
             / nearest.len().max(1) as f64,
+        calibration: Some(calibration_fit),
     };
-    Ok(Prepared { bytes: bytes.to_vec(), table, variant })
+    Ok(Prepared { bytes: bytes.to_vec(), table, variant, reliability })
+}
+
+/// The temperature fitted on the validation photos and their shifted variants together (one
+/// parameter from both: a forager's photos are somewhere between the two), and the reliability
+/// of each set at that temperature.
+fn calibrate_confidence(
+    prototypes: &BTreeMap<usize, Vec<f32>>,
+    (validation, shifted): (&[Vec<f32>], &[Vec<f32>]),
+    labels: &[usize],
+) -> (manifest::Calibration, [calibration::Reliability; 2]) {
+    let position: BTreeMap<usize, usize> = prototypes.keys().enumerate().map(|(i, &label)| (label, i)).collect();
+    let scored = |rows: &[Vec<f32>]| -> Vec<Scored> {
+        rows.iter()
+            .zip(labels)
+            .map(|(row, label)| Scored {
+                distances: prototypes.values().map(|p| sporeprint_shared::vector::euclidean(row, p)).collect(),
+                label: position[label],
+            })
+            .collect()
+    };
+    let (validation, shifted) = (scored(validation), scored(shifted));
+    let both: Vec<Scored> = validation.iter().chain(&shifted).cloned().collect();
+    let temperature = calibration::fit_temperature(&both);
+    let at = |photos: &[Scored], t: f64| calibration::reliability(&calibration::top_answers(photos, t), calibration::ECE_BINS);
+    let uncalibrated = f64::from(Header::UNCALIBRATED_TEMPERATURE);
+    let correct = |photos: &[Scored]| {
+        calibration::top_answers(photos, temperature).iter().filter(|(_, right)| *right).count() as f64
+            / photos.len().max(1) as f64
+    };
+    let fit = manifest::Calibration {
+        temperature: temperature as f32,
+        validation_ece: at(&validation, temperature).ece,
+        shifted_ece: at(&shifted, temperature).ece,
+        shifted_prototype_top1: correct(&shifted),
+        uncalibrated_validation_ece: at(&validation, uncalibrated).ece,
+        uncalibrated_shifted_ece: at(&shifted, uncalibrated).ece,
+    };
+    (fit, [at(&validation, temperature), at(&shifted, temperature)])
 }
 
 /// The calibration photos: `--calibration` (recursively) or the training photos, at most

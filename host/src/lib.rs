@@ -3,6 +3,7 @@
 
 pub mod adam;
 pub mod atypicality;
+pub mod calibration;
 pub mod cli;
 pub mod data;
 pub mod eval;
@@ -14,5 +15,6 @@ pub mod model;
 pub mod onnx;
 pub mod pipeline;
 pub mod report;
+pub mod shift;
 pub mod sync;
 pub mod train;

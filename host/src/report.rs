@@ -8,6 +8,7 @@
 //!
 //! PCA only: no well-kept Rust crate does t-SNE or UMAP without a heavy numeric stack.
 
+use crate::calibration::Reliability;
 use crate::eval::{EmbeddingDump, EvalReport, VariantReport};
 use crate::metrics;
 use crate::train::{self, EpochMetrics, TrainConfig};
@@ -307,6 +308,53 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
                 .draw(),
         )?;
     }
+    drawn(root.present())
+}
+
+/// A reliability diagram: for each confidence bin, the share answered right against the mean
+/// confidence, one line per set of photos; on the diagonal, a confidence means what it says.
+/// Bins with fewer than 3 photos are left out (their accuracy is noise).
+pub fn reliability_chart(path: &Path, title: &str, sets: &[(&str, &Reliability)]) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (720, 640)).into_drawing_area();
+    drawn(root.fill(&WHITE))?;
+    let mut chart = drawn(
+        ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64),
+    )?;
+    drawn(
+        chart
+            .configure_mesh()
+            .x_desc("confidence shown (top answer)")
+            .y_desc("share of those answers that were right")
+            .label_style(("sans-serif", 15))
+            .draw(),
+    )?;
+    drawn(chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4).stroke_width(1))))?
+        .label("calibrated")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4).stroke_width(1)));
+    for (i, &(label, reliability)) in sets.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> =
+            reliability.bins.iter().filter(|b| b.photos >= 3).map(|b| (b.confidence, b.accuracy)).collect();
+        let label = format!("{label}: ECE {:.3} ({} photos)", reliability.ece, reliability.photos);
+        drawn(chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2))))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        drawn(chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, colour.filled()))))?;
+    }
+    drawn(
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw(),
+    )?;
     drawn(root.present())
 }
 

@@ -2,25 +2,34 @@
 //!
 //! - Top-k: the k nearest prototypes, nearest first.
 //! - Confidence: the prototypical-network softmax over *all* species,
-//!   `exp(-d_i / T) / sum_j exp(-d_j / T)`, with the table's temperature `T`.
+//!   `exp(-d_i / T) / sum_j exp(-d_j / T)`, with the table's temperature `T` (fitted at export
+//!   so that these are calibrated probabilities; [`crate::confidence`] puts them into words).
+//! - Genus: the most probable genus, its species' confidences summed, for the answer "species
+//!   unclear, probably this genus" ([`crate::verdict`] decides when to give it).
 //! - Open set: when even the nearest prototype is farther than the calibrated threshold, the
 //!   answer is "unknown species", never the nearest name. A model that reports the photo's
 //!   atypicality (how unlike its training photos it looks as a whole) has it added to that
 //!   distance first: the threshold was calibrated on the sum.
 //! - Look-alike: when the answer is edible and a poisonous or deadly species lies within the
-//!   look-alike margin of it (searched over all species, not just the top-k shown), it is named;
-//!   a deadly one within the margin before a nearer poisonous one.
+//!   look-alike margin of it or has a confidence of at least [`LOOKALIKE_FLOOR`] (searched over
+//!   all species, not just the top-k shown), it is named; a deadly one before a nearer
+//!   poisonous one.
 //! - Fail closed: a query or atypicality that is not a finite number is refused, and every
 //!   comparison is written so that a number that slipped through answers "unknown".
 //!
 //! What a forager is then told is decided from this in one place: [`crate::verdict`].
 
+use crate::species::Edibility;
 use crate::table::{EntryStore, PrototypeTable, TableError};
 use crate::vector;
 use alloc::vec::Vec;
 
 /// Most neighbours one identification reports.
 pub const MAX_TOP_K: usize = 16;
+
+/// A poisonous or deadly species this probable behind an edible answer is named as a look-alike
+/// however far it is: one chance in twenty of a poisoning is not a risk to leave unsaid.
+pub const LOOKALIKE_FLOOR: f32 = 0.05;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Match {
@@ -43,6 +52,20 @@ pub struct Identification {
     pub unknown_by_atypicality: bool,
     /// A poisonous or deadly species close behind an edible answer.
     pub lookalike: Option<Match>,
+    /// The most probable genus (of the species whose genus the table knows).
+    pub genus: Option<GenusMatch>,
+}
+
+/// A genus and how probable it is: the confidences of its species summed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenusMatch {
+    /// Its most probable species (index into the table's entries), which names the genus.
+    pub member: usize,
+    pub probability: f32,
+    /// How many species of the genus the table holds.
+    pub species: usize,
+    /// The most dangerous edibility among them (see [`Edibility::danger`]).
+    pub most_dangerous: Edibility,
 }
 
 impl Identification {
@@ -85,14 +108,16 @@ impl<E: EntryStore> PrototypeTable<E> {
         // Nearest deadly, nearest poisonous: a deadly look-alike is named before a poisonous one.
         let mut nearest_dangerous: [Option<Match>; 2] = [None, None];
         let mut normaliser = LogSumExp::default();
+        let mut distances = Vec::with_capacity(self.len());
         for (index, entry) in self.entries().iter().enumerate() {
             let distance = header.metric.distance(&query, &entry.prototype.vector);
+            distances.push(distance);
             normaliser.add(-distance / header.temperature);
             let candidate = Match { index, distance, confidence: 0.0 };
             insert_nearest(&mut top, k, candidate);
             let class = match entry.edibility {
-                crate::Edibility::Deadly => Some(0),
-                crate::Edibility::Poisonous => Some(1),
+                Edibility::Deadly => Some(0),
+                Edibility::Poisonous => Some(1),
                 _ => None,
             };
             if let Some(class) = class
@@ -102,9 +127,8 @@ impl<E: EntryStore> PrototypeTable<E> {
             }
         }
 
-        let confidence = |m: &mut Match| {
-            m.confidence = libm::expf(-m.distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
-        };
+        let probability = |distance: f32| libm::expf(-distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
+        let confidence = |m: &mut Match| m.confidence = probability(m.distance);
         top.iter_mut().for_each(confidence);
         // Named only when the sum is comparable and within the threshold: a NaN that got this
         // far is unknown, not a species (`x > t` would be false for it).
@@ -114,17 +138,51 @@ impl<E: EntryStore> PrototypeTable<E> {
         let unknown = top.first().is_none_or(|best| !within(best));
         let unknown_by_atypicality =
             unknown && top.first().is_some_and(|best| best.distance <= header.open_set_threshold);
+        nearest_dangerous.iter_mut().flatten().for_each(confidence);
         let lookalike = match top.first() {
-            Some(best) if !unknown && self.entries()[best.index].edibility == crate::Edibility::Edible => {
-                let within = |d: &&Match| d.distance - best.distance <= header.lookalike_margin;
-                nearest_dangerous.iter().flatten().find(within).copied().map(|mut dangerous| {
-                    confidence(&mut dangerous);
-                    dangerous
-                })
+            Some(best) if !unknown && self.entries()[best.index].edibility == Edibility::Edible => {
+                // The nearest of each class is also its most probable.
+                let worth_naming = |d: &&Match| {
+                    d.distance - best.distance <= header.lookalike_margin || d.confidence >= LOOKALIKE_FLOOR
+                };
+                nearest_dangerous.iter().flatten().find(worth_naming).copied()
             }
             _ => None,
         };
-        Ok(Identification { top, unknown, atypicality, unknown_by_atypicality, lookalike })
+        let genus = self.most_probable_genus(&distances, probability);
+        Ok(Identification { top, unknown, atypicality, unknown_by_atypicality, lookalike, genus })
+    }
+
+    /// The genus whose species' probabilities sum highest (ties: the one met first).
+    fn most_probable_genus(&self, distances: &[f32], probability: impl Fn(f32) -> f32) -> Option<GenusMatch> {
+        let entries = self.entries();
+        let mut genera: Vec<(GenusMatch, f32)> = Vec::new();
+        for (index, (entry, &distance)) in entries.iter().zip(distances).enumerate() {
+            let Some(genus) = &entry.genus else { continue };
+            let p = probability(distance);
+            let known = genera.iter_mut().find(|(g, _)| entries[g.member].genus.as_ref() == Some(genus));
+            match known {
+                Some((g, best_p)) => {
+                    g.probability += p;
+                    g.species += 1;
+                    if entry.edibility.danger() > g.most_dangerous.danger() {
+                        g.most_dangerous = entry.edibility;
+                    }
+                    if p > *best_p {
+                        (g.member, *best_p) = (index, p);
+                    }
+                }
+                None => genera.push((
+                    GenusMatch { member: index, probability: p, species: 1, most_dangerous: entry.edibility },
+                    p,
+                )),
+            }
+        }
+        genera
+            .into_iter()
+            .map(|(g, _)| g)
+            .reduce(|best, g| if g.probability > best.probability { g } else { best })
+            .map(|g| GenusMatch { probability: g.probability.min(1.0), ..g })
     }
 }
 

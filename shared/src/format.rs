@@ -9,8 +9,9 @@
 //! 14     n     payload: postcard encoding of { header, entries, tombstones }
 //! ```
 //!
-//! Version 1 files (entries with a single prototype, no tombstones) are still read: each entry
-//! becomes one source from its origin.
+//! Older files are still read. Version 2 entries have no genus: it is taken from the first word
+//! of a binomial scientific name. Version 1 entries also have a single prototype and no
+//! tombstones: each entry becomes one source from its origin.
 //!
 //! Every field is checked on load, so any single corrupted byte and any truncation is refused
 //! with an error that says which check failed, never mis-read.
@@ -24,7 +25,7 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub const MAGIC: [u8; 4] = *b"SPPT";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest version still read.
 pub const OLDEST_VERSION: u16 = 1;
 pub const PREAMBLE_LEN: usize = 14;
@@ -85,7 +86,41 @@ struct PayloadV1<E: EntryStore> {
     entries: Entries<E, EntryV1>,
 }
 
-/// A version 1 entry: one prototype, whoever took its shots.
+#[derive(Deserialize)]
+#[serde(bound = "E: EntryStore")]
+struct PayloadV2<E: EntryStore> {
+    header: Header,
+    entries: Entries<E, EntryV2>,
+    tombstones: Vec<Tombstone>,
+}
+
+/// A version 2 entry: no genus.
+#[derive(Deserialize)]
+struct EntryV2 {
+    id: SpeciesId,
+    name: Name,
+    scientific_name: Option<Name>,
+    edibility: Edibility,
+    sources: Vec<Source>,
+    revision: u32,
+    origin: Origin,
+}
+
+impl TryFrom<EntryV2> for Entry {
+    type Error = crate::prototype::ShotError;
+    fn try_from(e: EntryV2) -> Result<Entry, Self::Error> {
+        let species = NewSpecies {
+            genus: e.scientific_name.as_ref().and_then(Name::genus_of_binomial),
+            name: e.name,
+            scientific_name: e.scientific_name,
+            edibility: e.edibility,
+            origin: e.origin,
+        };
+        Entry::new(e.id, species, e.sources, e.revision)
+    }
+}
+
+/// A version 1 entry: one prototype, whoever took its shots, no genus.
 #[derive(Deserialize)]
 struct EntryV1 {
     id: SpeciesId,
@@ -101,8 +136,13 @@ impl TryFrom<EntryV1> for Entry {
     type Error = crate::prototype::ShotError;
     fn try_from(e: EntryV1) -> Result<Entry, Self::Error> {
         let source = Source { origin: e.origin, prototype: e.prototype };
-        let species =
-            NewSpecies { name: e.name, scientific_name: e.scientific_name, edibility: e.edibility, origin: e.origin };
+        let species = NewSpecies {
+            genus: e.scientific_name.as_ref().and_then(Name::genus_of_binomial),
+            name: e.name,
+            scientific_name: e.scientific_name,
+            edibility: e.edibility,
+            origin: e.origin,
+        };
         Entry::new(e.id, species, alloc::vec![source], e.revision)
     }
 }
@@ -205,6 +245,9 @@ pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatEr
     let (header, entries, tombstones) = if version == 1 {
         let decoded: PayloadV1<E> = read_payload(payload)?;
         (decoded.header, decoded.entries.into_store()?, Vec::new())
+    } else if version == 2 {
+        let decoded: PayloadV2<E> = read_payload(payload)?;
+        (decoded.header, decoded.entries.into_store()?, decoded.tombstones)
     } else {
         let decoded: Payload<E> = read_payload(payload)?;
         (decoded.header, decoded.entries.into_store()?, decoded.tombstones)

@@ -12,6 +12,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod classify;
+pub mod confidence;
+pub mod find;
 pub mod fingerprint;
 pub mod format;
 pub mod merge;
@@ -33,7 +35,8 @@ pub mod manifest;
 #[cfg(feature = "std")]
 pub mod store;
 
-pub use classify::{Identification, MAX_TOP_K, Match};
+pub use classify::{GenusMatch, Identification, LOOKALIKE_FLOOR, MAX_TOP_K, Match};
+pub use confidence::Band;
 pub use fingerprint::ModelFingerprint;
 pub use preprocess::PreprocessSpec;
 pub use species::{Edibility, Name, Origin, SpeciesId};

@@ -51,6 +51,25 @@ pub struct Variant {
     pub validation_prototype_top3: f64,
     pub validation_knn5: f64,
     pub validation_known_rejected: f64,
+    /// How the table's confidences were calibrated; absent for models exported before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+/// The table's softmax temperature, fitted at export by log-likelihood on the held-out photos
+/// and on their shifted variants (other framing, size, light and compression), and how well the
+/// confidences then mean what they say on each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub temperature: f32,
+    /// Expected calibration error of the top answer's confidence (10 bins).
+    pub validation_ece: f64,
+    pub shifted_ece: f64,
+    /// Nearest-prototype top-1 on the shifted variants of the validation photos.
+    pub shifted_prototype_top1: f64,
+    /// The same ECEs at the temperature of an uncalibrated table (`Header::UNCALIBRATED_TEMPERATURE`).
+    pub uncalibrated_validation_ece: f64,
+    pub uncalibrated_shifted_ece: f64,
 }
 
 /// Where the weights came from.

@@ -6,7 +6,7 @@
 //!   copies of one origin's shots the one with more is the newer, and it already holds the
 //!   other's. New shots on both sides are therefore all kept, and shots both sides already had
 //!   are not counted twice.
-//! - the name, scientific name and edibility are last-writer-wins by the entry's revision
+//! - the name, scientific name, genus and edibility are last-writer-wins by the entry's revision
 //!   (ties broken by comparing the values, so both sides pick the same one).
 //! - a removal ([`Tombstone`]) removes every copy it is at least as new as; a copy renamed or
 //!   given shots since survives it.
@@ -146,9 +146,9 @@ fn fold_same_name(kept: Entry, other: &Entry) -> Result<Entry, TableError> {
     Ok(folded)
 }
 
-/// Of two copies of an entry, the one whose name, scientific name and edibility win.
+/// Of two copies of an entry, the one whose name, scientific name, genus and edibility win.
 fn newest_metadata<'a>(a: &'a Entry, b: &'a Entry) -> &'a Entry {
-    let key = |e: &'a Entry| (e.revision, e.origin, &e.name, &e.scientific_name, e.edibility);
+    let key = |e: &'a Entry| (e.revision, e.origin, &e.name, &e.scientific_name, &e.genus, e.edibility);
     if key(b) > key(a) { b } else { a }
 }
 

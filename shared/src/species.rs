@@ -45,6 +45,15 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The genus a binomial scientific name starts with ("Amanita" of "Amanita phalloides"):
+    /// what tables older than format version 3, which did not store the genus, are given.
+    pub fn genus_of_binomial(&self) -> Option<Name> {
+        let mut words = self.as_str().split_whitespace();
+        let genus = words.next()?;
+        let capitalised = genus.chars().next().is_some_and(char::is_uppercase);
+        (capitalised && words.next().is_some()).then(|| Name::new(genus).ok()).flatten()
+    }
 }
 
 impl TryFrom<heapless::String<NAME_MAX_BYTES>> for Name {
@@ -88,6 +97,18 @@ pub enum Edibility {
 impl Edibility {
     pub const ALL: [Edibility; 5] =
         [Edibility::Edible, Edibility::Inedible, Edibility::Poisonous, Edibility::Deadly, Edibility::Unknown];
+
+    /// How much harm eating it may do, for ranking: deadly, poisonous, unknown (which may be
+    /// either), inedible, edible.
+    pub fn danger(self) -> u8 {
+        match self {
+            Edibility::Deadly => 4,
+            Edibility::Poisonous => 3,
+            Edibility::Unknown => 2,
+            Edibility::Inedible => 1,
+            Edibility::Edible => 0,
+        }
+    }
 
     /// Poisonous or deadly: what a look-alike warning is about.
     pub fn is_dangerous(self) -> bool {

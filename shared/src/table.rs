@@ -35,6 +35,8 @@ impl Header {
     /// Distance thresholds that no distance passes (no calibration yet): euclidean and cosine
     /// distances of unit vectors are at most 2. (A photo's atypicality can still pass it.)
     pub const UNCALIBRATED_THRESHOLD: f32 = 2.0;
+    /// The softmax temperature of a table nobody calibrated (export fits its own).
+    pub const UNCALIBRATED_TEMPERATURE: f32 = 0.1;
 
     pub fn new(embedding_dim: u32, model_fingerprint: ModelFingerprint, preprocess: PreprocessSpec) -> Header {
         Header {
@@ -44,7 +46,7 @@ impl Header {
             preprocess,
             open_set_threshold: Self::UNCALIBRATED_THRESHOLD,
             lookalike_margin: 0.1,
-            temperature: 0.1,
+            temperature: Self::UNCALIBRATED_TEMPERATURE,
             revision: 0,
         }
     }
@@ -58,6 +60,9 @@ pub struct Entry {
     /// The name the species is known by in this table (unique, case-insensitively).
     pub name: Name,
     pub scientific_name: Option<Name>,
+    /// What a "species unclear, probably this genus" answer names (format version 3 on; older
+    /// tables take it from the scientific name).
+    pub genus: Option<Name>,
     pub edibility: Edibility,
     /// What queries are compared with: all of `sources` combined. Derived, never stored.
     pub prototype: Prototype,
@@ -109,6 +114,7 @@ impl Entry {
             id,
             name: species.name,
             scientific_name: species.scientific_name,
+            genus: species.genus,
             edibility: species.edibility,
             prototype,
             sources,
@@ -141,6 +147,7 @@ struct EntryRecord {
     id: SpeciesId,
     name: Name,
     scientific_name: Option<Name>,
+    genus: Option<Name>,
     edibility: Edibility,
     sources: Vec<Source>,
     revision: u32,
@@ -153,6 +160,7 @@ impl From<Entry> for EntryRecord {
             id: e.id,
             name: e.name,
             scientific_name: e.scientific_name,
+            genus: e.genus,
             edibility: e.edibility,
             sources: e.sources,
             revision: e.revision,
@@ -164,8 +172,13 @@ impl From<Entry> for EntryRecord {
 impl TryFrom<EntryRecord> for Entry {
     type Error = ShotError;
     fn try_from(r: EntryRecord) -> Result<Entry, ShotError> {
-        let species =
-            NewSpecies { name: r.name, scientific_name: r.scientific_name, edibility: r.edibility, origin: r.origin };
+        let species = NewSpecies {
+            name: r.name,
+            scientific_name: r.scientific_name,
+            genus: r.genus,
+            edibility: r.edibility,
+            origin: r.origin,
+        };
         Entry::new(r.id, species, r.sources, r.revision)
     }
 }
@@ -236,6 +249,8 @@ pub enum TableError {
     InvalidHeader(&'static str),
     #[error("{0} is not a finite number: refused rather than named")]
     NotFinite(&'static str),
+    #[error("a find needs at least one view")]
+    EmptyFind,
 }
 
 /// A new species' description, apart from its shots.
@@ -243,6 +258,7 @@ pub enum TableError {
 pub struct NewSpecies {
     pub name: Name,
     pub scientific_name: Option<Name>,
+    pub genus: Option<Name>,
     pub edibility: Edibility,
     pub origin: Origin,
 }
@@ -307,6 +323,12 @@ impl<E: EntryStore> PrototypeTable<E> {
     /// Sets the calibrated open-set threshold (see [`Header::open_set_threshold`]).
     pub fn set_open_set_threshold(&mut self, threshold: f32) {
         self.header.open_set_threshold = threshold;
+        self.touch();
+    }
+
+    /// The softmax temperature, fitted so that confidences are calibrated probabilities.
+    pub fn set_temperature(&mut self, temperature: f32) {
+        self.header.temperature = temperature;
         self.touch();
     }
 

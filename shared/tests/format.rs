@@ -172,7 +172,7 @@ fn the_documented_layout_is_the_real_one() {
         .add_species(
             NewSpecies {
                 name: Name::new("cep").unwrap(),
-                scientific_name: Some(Name::new("Boletus edulis").unwrap()),
+                scientific_name: Some(Name::new("Boletus edulis").unwrap()), genus: Some(Name::new("Boletus").unwrap()),
                 edibility: Edibility::Edible,
                 origin: Origin::Device(300),
             },

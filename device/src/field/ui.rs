@@ -16,6 +16,7 @@ use embedded_text::TextBox;
 use embedded_text::alignment::{HorizontalAlignment, VerticalAlignment};
 use embedded_text::style::TextBoxStyleBuilder;
 use sporeprint_shared::Tone;
+use sporeprint_shared::confidence::shown_percent;
 
 pub const DANGER: Rgb565 = Rgb565::new(28, 0, 0);
 pub const UNKNOWN: Rgb565 = Rgb565::new(28, 40, 0);
@@ -159,25 +160,29 @@ pub fn draw(screen: &Screen, canvas: &mut Canvas) {
 fn draw_answer(answer: &Answer, canvas: &mut Canvas, body: Rectangle) {
     let (x, mut y, width) = (body.top_left.x, body.top_left.y, body.size.width);
     let at = |y: i32, h: u32| Rectangle::new(Point::new(x, y), Size::new(width, h));
-    match (&answer.species, answer.top.first()) {
-        (Some(species), Some(best)) => {
-            text(canvas, species, at(y, 42), Font::Large, Align::Left);
+    let named = match (&answer.species, &answer.genus) {
+        (Some(species), _) => Some((species.clone(), answer.scientific_name.clone())),
+        (None, Some(genus)) if answer.verdict == "genus" => Some((format!("genus {genus}"), None)),
+        _ => None,
+    };
+    match (named, answer.confidence, answer.confidence_band) {
+        (Some((name, scientific)), Some(confidence), Some(band)) => {
+            text(canvas, &name, at(y, 42), Font::Large, Align::Left);
             y += 44;
-            if let Some(scientific) = &answer.scientific_name {
-                text(canvas, scientific, at(y, 13), Font::Small, Align::Left);
+            if let Some(scientific) = scientific {
+                text(canvas, &scientific, at(y, 13), Font::Small, Align::Left);
                 y += 14;
             }
-            // Confidence bar, with the number beside it.
-            let bar_width = width - 50;
-            let filled = (bar_width as f32 * best.confidence.clamp(0.0, 1.0)).round() as u32;
+            // Confidence bar (never full: no photo makes it certain), the band's words beside it.
+            let bar_width = width - 64;
+            let filled = (bar_width as f32 * f32::from(shown_percent(confidence)) / 100.0).round() as u32;
             let bar = Rectangle::new(Point::new(x, y + 2), Size::new(bar_width, 12));
             bar.into_styled(PrimitiveStyle::with_stroke(DIM, 1)).draw(canvas).expect("infallible");
             fill(canvas, Rectangle::new(bar.top_left, Size::new(filled, 12)), TEXT);
-            let percent = format!("{:.0}%", 100.0 * best.confidence);
             text(
                 canvas,
-                &percent,
-                Rectangle::new(Point::new(x + bar_width as i32 + 4, y), Size::new(46, 16)),
+                band.words(),
+                Rectangle::new(Point::new(x + bar_width as i32 + 4, y), Size::new(60, 16)),
                 Font::Medium,
                 Align::Left,
             );
@@ -187,6 +192,10 @@ fn draw_answer(answer: &Answer, canvas: &mut Canvas, body: Rectangle) {
             text(canvas, "not a species in this table", at(y, 20), Font::Medium, Align::Left);
             y += 22;
         }
+    }
+    if answer.views > 1 {
+        text(canvas, &format!("from {} views of this find", answer.views), at(y, 13), Font::Small, Align::Left);
+        y += 14;
     }
     let list: String =
         answer.top.iter().enumerate().map(|(i, c)| format!("{}. {} ({:.2})\n", i + 1, c.species, c.distance)).collect();

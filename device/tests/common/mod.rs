@@ -100,7 +100,7 @@ pub fn model_folder(dir: &Path) {
         photo(&path, colour);
         let shot = embedder.embed_file(&path).unwrap();
         let species =
-            NewSpecies { name: Name::new(name).unwrap(), scientific_name: None, edibility, origin: Origin::Host };
+            NewSpecies { name: Name::new(name).unwrap(), scientific_name: None, genus: None, edibility, origin: Origin::Host };
         table.add_species(species, &[shot]).unwrap();
     }
     store::save(&dir.join("prototypes.bin"), &table).unwrap();
@@ -118,6 +118,7 @@ pub fn model_folder(dir: &Path) {
         validation_prototype_top3: 1.0,
         validation_knn5: 1.0,
         validation_known_rejected: 0.0,
+        calibration: None,
     };
     let manifest = Manifest {
         format: manifest::FORMAT,

@@ -41,7 +41,7 @@ pub fn header(dim: u32) -> Header {
 }
 
 pub fn species(name: &str, edibility: Edibility) -> NewSpecies {
-    NewSpecies { name: Name::new(name).unwrap(), scientific_name: None, edibility, origin: Origin::Host }
+    NewSpecies { name: Name::new(name).unwrap(), scientific_name: None, genus: None, edibility, origin: Origin::Host }
 }
 
 /// A table of `count` species in `dim` dimensions, each from 3 noisy shots around a random centre.
