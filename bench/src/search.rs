@@ -26,7 +26,8 @@ pub fn table(species: usize, dim: usize) -> Table {
     for i in 0..species {
         let new = NewSpecies {
             name: Name::new(&format!("species {i}")).expect("short ASCII name"),
-            scientific_name: None, genus: None,
+            scientific_name: None,
+            genus: None,
             edibility: Edibility::ALL[i % Edibility::ALL.len()],
             origin: Origin::Host,
         };

@@ -123,7 +123,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Field mode: camera, screen and buttons. Press: identify; hold: enroll a new species.
+    /// Field mode: camera, screen and buttons. Press: add a view to the find and identify it
+    /// (all views together); double press: a new find; hold: enroll a new species.
     Run {
         #[command(flatten)]
         model: ModelArgs,
@@ -133,7 +134,7 @@ pub enum Command {
         /// png:DIR (numbered PNG per screen), fb:/dev/fbN (HDMI, SPI panels via fbtft) or none.
         #[arg(long, default_value = "fb:/dev/fb0")]
         display: DisplaySpec,
-        /// stdin (lines: empty/press, hold, quit) or gpio:/dev/gpiochipN:LINE (a push button).
+        /// stdin (lines: empty/press, new, hold, quit) or gpio:/dev/gpiochipN:LINE (a push button).
         #[arg(long, default_value = "stdin")]
         buttons: ButtonSpec,
         /// Screen size for displays without their own (png, none).
@@ -148,6 +149,10 @@ pub enum Command {
         names: Option<PathBuf>,
         #[arg(long, default_value_t = 3)]
         top_k: usize,
+        /// Seconds without a press after which the next press starts a new find (another
+        /// mushroom) instead of adding a view to the current one.
+        #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+        find_pause: f64,
         /// Also answer `sporeprint sync` on this serial port (e.g. /dev/ttyGS0) while in the field.
         #[arg(long)]
         sync_port: Option<PathBuf>,
@@ -250,7 +255,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let listen = serve::Listen { port: listen.port, baud: listen.baud, key: listen.key };
             serve::serve(serve::ModelId::prepare(&model, &table)?, &table, &listen, crate::this_device(), &stop)
         }
-        Command::Run { model, camera, display, buttons, size, shots, names, top_k, sync_port, baud, key } => {
+        Command::Run {
+            model,
+            camera,
+            display,
+            buttons,
+            size,
+            shots,
+            names,
+            top_k,
+            find_pause,
+            sync_port,
+            baud,
+            key,
+        } => {
             let (model, table) = model.open()?;
             if let Some(port) = sync_port {
                 let listen = serve::Listen { port, baud, key };
@@ -273,7 +291,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect(),
                 None => vec![],
             };
-            let settings = session::Settings { camera, display, buttons, size, shots: shots.into(), names, top_k };
+            let find_pause = std::time::Duration::from_secs_f64(find_pause);
+            let settings =
+                session::Settings { camera, display, buttons, size, shots: shots.into(), names, top_k, find_pause };
             session::Session::open(&model, &table, settings, crate::this_device())?.run()
         }
         Command::Info => {
@@ -316,4 +336,12 @@ fn run_identify(args: &ModelArgs, top_k: usize, json: bool, photos: &[PathBuf]) 
         anyhow::bail!("{failed} of {} photo(s) could not be identified", photos.len());
     }
     Ok(())
+}
+
+/// A positive, finite number of seconds.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(v),
+        _ => Err(format!("{s:?}: expected a positive number of seconds")),
+    }
 }

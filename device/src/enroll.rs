@@ -105,7 +105,8 @@ pub fn enroll(
         None => {
             let species = NewSpecies {
                 name,
-                scientific_name: None, genus: None,
+                scientific_name: None,
+                genus: None,
                 edibility: request.edibility.unwrap_or(Edibility::Unknown),
                 origin,
             };

@@ -93,8 +93,7 @@ pub fn identify_find(model: &Model, table: &Table, paths: &[PathBuf], top_k: usi
 
 /// The answer for several views of one mushroom, labelled `path`.
 pub fn find_answer(table: &Table, views: &[Observation], path: &Path, top_k: usize) -> anyhow::Result<Answer> {
-    let views: Vec<View> =
-        views.iter().map(|o| View { embedding: &o.embedding, atypicality: o.atypicality }).collect();
+    let views: Vec<View> = views.iter().map(|o| View { embedding: &o.embedding, atypicality: o.atypicality }).collect();
     let (embedding, atypicality) = find::combine(&views)?;
     Ok(Answer { views: views.len(), ..answer(table, &Observation { embedding, atypicality }, path, top_k)? })
 }
@@ -149,7 +148,9 @@ fn describe_verdict(answer: &Answer) -> String {
     let mut text = answer.headline.to_string();
     let band = answer.confidence_band.map_or("", Band::words);
     match (&answer.species, &answer.genus, answer.edibility) {
-        (Some(species), _, Some(edibility)) => text.push_str(&format!(": {species} ({}), {band}", edibility.in_words())),
+        (Some(species), _, Some(edibility)) => {
+            text.push_str(&format!(": {species} ({}), {band}", edibility.in_words()))
+        }
         (None, Some(genus), Some(_)) => text.push_str(&format!(": genus {genus}, {band}")),
         _ => text.push_str(": not a species in this table"),
     }

@@ -79,25 +79,29 @@ fn a_scripted_session_identifies_and_enrolls() {
     std::fs::write(&names, "purple brittlegill\n").unwrap();
     let out_dir = s.photos.join("frames");
 
-    // identify x3, a bad frame, hold (enroll), 3 shots, identify the query, quit.
-    let script = "press\npress\npress\npress\nhold\npress\npress\npress\npress\nquit\n";
+    // Three finds of one view each (a double press, "new", between them), a bad frame, hold
+    // (enroll), 3 shots, identify the query, quit.
+    let script = "press\nnew\npress\nnew\npress\nnew\npress\nhold\npress\npress\npress\npress\nquit\n";
     let output = run_field(&s, &camera, &out_dir, script, &["--names", names.to_str().unwrap(), "--size", "240x240"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let frames = frames(&out_dir);
     let kinds: Vec<&str> = frames.iter().map(|(n, _)| &n[5..n.len() - 4]).collect();
     assert_eq!(
         kinds,
-        ["ready", "answer", "unknown", "answer", "problem", "enroll", "enroll", "enroll", "enrolled", "answer"],
+        [
+            "ready", "answer", "ready", "unknown", "ready", "answer", "ready", "problem", "enroll", "enroll", "enroll",
+            "enrolled", "answer"
+        ],
         "{}",
         stderr(&output)
     );
     let banner = |i: usize| frames[i].1.get_pixel(3, 3).0;
     assert_eq!(frames[0].1.dimensions(), (240, 240));
     assert_eq!(banner(1), rgb(ui::EDIBLE), "chanterelle: green");
-    assert_eq!(banner(2), rgb(ui::UNKNOWN), "purple before enrollment: unknown");
-    assert_eq!(banner(3), rgb(ui::DANGER), "death cap: red");
-    assert_eq!(banner(5), rgb(ui::ENROLL));
-    assert_eq!(banner(9), rgb(ui::UNKNOWN), "enrolled without an edibility: unknown, amber");
+    assert_eq!(banner(3), rgb(ui::UNKNOWN), "purple before enrollment: unknown");
+    assert_eq!(banner(5), rgb(ui::DANGER), "death cap: red");
+    assert_eq!(banner(8), rgb(ui::ENROLL));
+    assert_eq!(banner(12), rgb(ui::UNKNOWN), "enrolled without an edibility: unknown, amber");
     for (i, (name, frame)) in frames.iter().enumerate() {
         assert!(ink(frame, 8..32) > 0.02, "{name}: no title in the banner");
         if i > 0 {
@@ -122,6 +126,45 @@ fn a_scripted_session_identifies_and_enrolls() {
     for name in ["field species 1", "field species 2"] {
         assert_eq!(table.get(name).map(|e| e.prototype.shots), Some(3), "{name}");
     }
+}
+
+/// Presses add views to one find until a double press or a pause: the screen answers from all
+/// views so far and says how many.
+#[test]
+fn presses_build_a_find_until_a_double_press_or_a_pause() {
+    let s = setup();
+    let camera = s.photos.join("camera");
+    std::fs::create_dir_all(&camera).unwrap();
+    let (chanterelle, death_cap) = (SPECIES[0].1, SPECIES[1].1);
+    photo(&camera.join("01-cap.jpg"), chanterelle);
+    photo(&camera.join("02-gills.jpg"), chanterelle.map(|c| c.saturating_sub(12)));
+    photo(&camera.join("03-stem.jpg"), chanterelle.map(|c| c.saturating_add(12)));
+    photo(&camera.join("04-deathcap.jpg"), death_cap);
+    let out_dir = s.photos.join("frames");
+    let output = run_field(&s, &camera, &out_dir, "press\npress\npress\nnew\npress\nquit\n", &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let frames = frames(&out_dir);
+    let kinds: Vec<&str> = frames.iter().map(|(n, _)| &n[5..n.len() - 4]).collect();
+    assert_eq!(kinds, ["ready", "answer", "answer", "answer", "ready", "answer"], "{}", stderr(&output));
+    let log = stderr(&output);
+    let answers: Vec<&str> = log.lines().filter(|l| l.starts_with("field mode: answer")).collect();
+    assert_eq!(answers.len(), 4, "{log}");
+    assert!(!answers[0].contains("views)") && answers[1].contains("(from 2 views)"), "{log}");
+    assert!(answers[2].contains("(from 3 views)") && answers[2].contains("chanterelle"), "{log}");
+    assert!(answers[3].contains("death cap") && !answers[3].contains("views)"), "a new find: {log}");
+    let banner = |i: usize| frames[i].1.get_pixel(3, 3).0;
+    assert_eq!((banner(3), banner(5)), (rgb(ui::EDIBLE), rgb(ui::DANGER)));
+    // The view count is on the screen, under the confidence bar: the 3-view screen has ink
+    // there that the 1-view one has not.
+    let (one, three) = (&frames[1].1, &frames[3].1);
+    let differs = (0..240).any(|y| ink(one, y..y + 1) != ink(three, y..y + 1));
+    assert!(differs, "the find's screens look the same");
+
+    // After a pause (here a microsecond), each press is a find of its own.
+    let out_dir = s.photos.join("frames-pause");
+    let output = run_field(&s, &camera, &out_dir, "press\npress\npress\nquit\n", &["--find-pause", "0.000001"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("views)"), "{}", stderr(&output));
 }
 
 #[test]

@@ -188,3 +188,66 @@ fn a_model_that_computes_nan_is_refused_by_name_never_answered() {
     let error = embedder.observe_file(&shot).unwrap_err().to_string();
     assert!(error.contains("broken.onnx") && error.contains("not a finite number (NaN)"), "{error}");
 }
+
+/// `identify --find`: one answer for the views of one mushroom, each view's own beside it, and
+/// the combined answer is the mean of the views' embeddings identified by the table.
+#[test]
+fn a_find_is_answered_once_from_all_its_views() {
+    use sporeprint_shared::embedder::Embedder;
+    use sporeprint_shared::find::{self, View};
+    let s = setup();
+    // Three views of the edible species, one of them off-colour enough to be a weaker view.
+    let (name, colour, _) = SPECIES[0];
+    let shades = [colour, colour.map(|c| c.saturating_sub(10)), colour.map(|c| c.saturating_add(25))];
+    let paths: Vec<String> = shades
+        .iter()
+        .enumerate()
+        .map(|(i, shade)| {
+            let path = s.photos.join(format!("view{i}.jpg"));
+            photo(&path, *shade);
+            path.display().to_string()
+        })
+        .collect();
+    let mut args = vec!["identify", "--find", "--json", "--model", s.model.to_str().unwrap()];
+    args.extend(paths.iter().map(String::as_str));
+    let output = device(&args, &s.state);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "one answer for the find");
+    let find = &lines[0];
+    assert_eq!(find["answer"]["views"], 3);
+    assert_eq!(find["answer"]["species"], name);
+    assert_eq!(find["photos"].as_array().unwrap().len(), 3);
+    let each = find["each"].as_array().unwrap();
+    assert_eq!(each.len(), 3);
+    assert!(each.iter().all(|view| view["views"] == 1 && view["photo"]["format"] == "jpeg"), "{find}");
+
+    // The rule applied by hand, with the device's own embedder and table.
+    let embedder = Embedder::load(&s.model.join("embedder.onnx"), SPEC).unwrap();
+    let table: Table = store::load(&s.model.join("prototypes.bin")).unwrap();
+    let observed: Vec<_> = paths.iter().map(|p| embedder.observe_file(p.as_ref()).unwrap().0).collect();
+    let views: Vec<View> =
+        observed.iter().map(|o| View { embedding: &o.embedding, atypicality: o.atypicality }).collect();
+    let (embedding, atypicality) = find::combine(&views).unwrap();
+    let by_hand = table.identify_with(&embedding, atypicality, 3).unwrap();
+    let distance = find["answer"]["top"][0]["distance"].as_f64().unwrap();
+    assert!((distance - by_hand.top[0].distance as f64).abs() < 1e-5, "{distance} vs {:?}", by_hand.top[0]);
+    let confidence = find["answer"]["confidence"].as_f64().unwrap();
+    assert!((confidence - by_hand.top[0].confidence as f64).abs() < 1e-5);
+    assert!(["likely", "possible", "a guess"].contains(&find["answer"]["confidence_band"].as_str().unwrap()));
+
+    // The text says how many views the answer rests on, in words, never "100%".
+    let mut args = vec!["identify", "--find", "--model", s.model.to_str().unwrap()];
+    args.extend(paths.iter().map(String::as_str));
+    let text = stdout(&device(&args, &s.state));
+    assert!(text.starts_with("find (") && text.contains("(from 3 views)"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.trim_start().starts_with("view ")).count(), 3, "{text}");
+    assert!(!text.contains("100%") && !text.contains("confidence"), "{text}");
+
+    // A view that cannot be read fails the find, naming it.
+    let missing = s.photos.join("missing.jpg").display().to_string();
+    let args = vec!["identify", "--find", "--model", s.model.to_str().unwrap(), &paths[0], &missing];
+    let output = device(&args, &s.state);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("missing.jpg"), "{}", stderr(&output));
+}

@@ -370,7 +370,8 @@ fn prepare_variant(
         .collect();
     let threshold = if nearest.is_empty() { Header::UNCALIBRATED_THRESHOLD } else { metrics::quantile(&nearest, keep) };
 
-    let (calibration_fit, reliability) = calibrate_confidence(&calibration, (&validation, &shifted), &validation_labels);
+    let (calibration_fit, reliability) =
+        calibrate_confidence(&calibration, (&validation, &shifted), &validation_labels);
     let mut table = Table::new(Header::new(embedder.dim() as u32, embedder.fingerprint(), spec));
     table.set_open_set_threshold(threshold);
     table.set_temperature(calibration_fit.temperature);
@@ -444,7 +445,9 @@ fn calibrate_confidence(
     let (validation, shifted) = (scored(validation), scored(shifted));
     let both: Vec<Scored> = validation.iter().chain(&shifted).cloned().collect();
     let temperature = calibration::fit_temperature(&both);
-    let at = |photos: &[Scored], t: f64| calibration::reliability(&calibration::top_answers(photos, t), calibration::ECE_BINS);
+    let at = |photos: &[Scored], t: f64| {
+        calibration::reliability(&calibration::top_answers(photos, t), calibration::ECE_BINS)
+    };
     let uncalibrated = f64::from(Header::UNCALIBRATED_TEMPERATURE);
     let correct = |photos: &[Scored]| {
         calibration::top_answers(photos, temperature).iter().filter(|(_, right)| *right).count() as f64

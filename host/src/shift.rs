@@ -48,15 +48,14 @@ pub fn shifted(photo: &RgbImage, seed: u64) -> RgbImage {
 
     let shorter = rng.random_range(SHORTER_SIDE.0..=SHORTER_SIDE.1);
     let scale = shorter as f64 / crop_w.min(crop_h) as f64;
-    let (new_w, new_h) = (((crop_w as f64 * scale).round() as u32).max(1), ((crop_h as f64 * scale).round() as u32).max(1));
+    let (new_w, new_h) =
+        (((crop_w as f64 * scale).round() as u32).max(1), ((crop_h as f64 * scale).round() as u32).max(1));
     let image = imageops::resize(&image, new_w, new_h, imageops::FilterType::Triangle);
 
     let quality = rng.random_range(JPEG_QUALITY.0..=JPEG_QUALITY.1);
     let mut jpeg = Vec::new();
     JpegEncoder::new_with_quality(&mut jpeg, quality).encode_image(&image).expect("encoding into memory cannot fail");
-    image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
-        .expect("a JPEG just encoded decodes")
-        .to_rgb8()
+    image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).expect("a JPEG just encoded decodes").to_rgb8()
 }
 
 #[cfg(test)]

@@ -32,7 +32,13 @@ fn unit(rng: &mut StdRng) -> Vec<f32> {
 }
 
 fn new_species(name: &str, origin: Origin) -> NewSpecies {
-    NewSpecies { name: Name::new(name).unwrap(), scientific_name: None, genus: None, edibility: Edibility::Unknown, origin }
+    NewSpecies {
+        name: Name::new(name).unwrap(),
+        scientific_name: None,
+        genus: None,
+        edibility: Edibility::Unknown,
+        origin,
+    }
 }
 
 /// A table both sides start from, then the host's and the device's versions after each made

@@ -19,7 +19,8 @@ fn table() -> Table {
     for i in 0..SPECIES {
         let species = NewSpecies {
             name: Name::new(&format!("species {i}")).unwrap(),
-            scientific_name: None, genus: None,
+            scientific_name: None,
+            genus: None,
             edibility: Edibility::ALL[i % 5],
             origin: Origin::Host,
         };

@@ -32,7 +32,8 @@ fn table(species: usize) -> Table {
         let shots: Vec<Vec<f32>> = (0..3).map(|_| (0..DIM).map(|_| next()).collect()).collect();
         let species = NewSpecies {
             name: Name::new(&format!("species number {i}")).unwrap(),
-            scientific_name: Some(Name::new(&format!("Fungus exemplaris {i}")).unwrap()), genus: Some(Name::new("Fungus").unwrap()),
+            scientific_name: Some(Name::new(&format!("Fungus exemplaris {i}")).unwrap()),
+            genus: Some(Name::new("Fungus").unwrap()),
             edibility: Edibility::Unknown,
             origin: Origin::Host,
         };

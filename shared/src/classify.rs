@@ -127,7 +127,8 @@ impl<E: EntryStore> PrototypeTable<E> {
             }
         }
 
-        let probability = |distance: f32| libm::expf(-distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
+        let probability =
+            |distance: f32| libm::expf(-distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
         let confidence = |m: &mut Match| m.confidence = probability(m.distance);
         top.iter_mut().for_each(confidence);
         // Named only when the sum is comparable and within the threshold: a NaN that got this

@@ -172,7 +172,8 @@ fn the_documented_layout_is_the_real_one() {
         .add_species(
             NewSpecies {
                 name: Name::new("cep").unwrap(),
-                scientific_name: Some(Name::new("Boletus edulis").unwrap()), genus: Some(Name::new("Boletus").unwrap()),
+                scientific_name: Some(Name::new("Boletus edulis").unwrap()),
+                genus: Some(Name::new("Boletus").unwrap()),
                 edibility: Edibility::Edible,
                 origin: Origin::Device(300),
             },
@@ -183,7 +184,7 @@ fn the_documented_layout_is_the_real_one() {
     let mut reader = Reader { bytes: &bytes, at: 0 };
     let mut take = |n: usize| reader.take(n);
     assert_eq!(take(4), b"SPPT");
-    assert_eq!(take(2), &[2, 0]);
+    assert_eq!(take(2), &[3, 0]);
     let length = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
     assert_eq!(length, bytes.len() - 14);
     let crc = u32::from_le_bytes(take(4).try_into().unwrap());
@@ -216,6 +217,7 @@ fn the_documented_layout_is_the_real_one() {
     assert_eq!(id, table.entries()[0].id.0);
     assert_eq!(take(4), b"\x03cep");
     assert_eq!(take(16), b"\x01\x0eBoletus edulis");
+    assert_eq!(take(9), b"\x01\x07Boletus", "genus");
     assert_eq!(take(1), &[0], "edibility: edible");
     assert_eq!(take(1), &[1], "one source");
     assert_eq!(take(3), &[1, 0xac, 0x02], "source origin: device 300");
@@ -275,7 +277,70 @@ fn version_1_files_are_still_read() {
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
-    assert_eq!(format::decode::<Vec<_>>(&bytes).unwrap(), table);
+    // The same table, each genus taken from its binomial.
+    let read = format::decode::<Vec<_>>(&bytes).unwrap();
+    let named: Vec<_> = read.entries().iter().filter(|e| e.scientific_name.is_some()).collect();
+    assert!(!named.is_empty() && named.iter().all(|e| e.genus.as_ref().map(|g| g.as_str()) == Some("Fungus")));
+    let without: Vec<_> =
+        read.entries().iter().map(|e| sporeprint_shared::Entry { genus: None, ..e.clone() }).collect();
+    assert_eq!((read.header(), &without[..]), (table.header(), table.entries()));
+}
+
+/// Version 2 had no genus: a table from then loads, each genus taken from its binomial.
+#[test]
+fn version_2_files_are_still_read_with_the_genus_of_the_binomial() {
+    #[derive(serde::Serialize)]
+    struct EntryV2<'a> {
+        id: sporeprint_shared::SpeciesId,
+        name: &'a sporeprint_shared::Name,
+        scientific_name: &'a Option<sporeprint_shared::Name>,
+        edibility: sporeprint_shared::Edibility,
+        sources: &'a [sporeprint_shared::Source],
+        revision: u32,
+        origin: sporeprint_shared::Origin,
+    }
+    let mut table = random_table(12, 6, 8);
+    let names = ["Amanita phalloides", "Boletus edulis", "amanita lowercase", "Monomial"];
+    for scientific in names {
+        // The first entry is always one not yet given a name here (they go to the end).
+        let name = table.entries()[0].name.to_string();
+        let mut entry = table.remove(&name).unwrap();
+        entry.scientific_name = Some(sporeprint_shared::Name::new(scientific).unwrap());
+        table.insert(entry).unwrap();
+    }
+    let entries: Vec<_> = table
+        .entries()
+        .iter()
+        .map(|e| EntryV2 {
+            id: e.id,
+            name: &e.name,
+            scientific_name: &e.scientific_name,
+            edibility: e.edibility,
+            sources: &e.sources,
+            revision: e.revision,
+            origin: e.origin,
+        })
+        .collect();
+    let payload = postcard::to_allocvec(&(table.header(), entries, table.tombstones())).unwrap();
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let read = format::decode::<Vec<_>>(&bytes).unwrap();
+    let genus = |scientific: &str| {
+        let entry =
+            read.entries().iter().find(|e| e.scientific_name.as_ref().is_some_and(|n| n.as_str() == scientific));
+        entry.unwrap().genus.as_ref().map(|g| g.to_string())
+    };
+    assert_eq!(genus("Amanita phalloides").as_deref(), Some("Amanita"));
+    assert_eq!(genus("Boletus edulis").as_deref(), Some("Boletus"));
+    assert_eq!(genus("amanita lowercase"), None, "not a binomial's capitalised genus");
+    assert_eq!(genus("Monomial"), None, "one word is no binomial");
+    // Apart from the genus, the table is the same one.
+    let mut without: Vec<_> = read.entries().to_vec();
+    without.iter_mut().for_each(|e| e.genus = None);
+    assert_eq!(without, table.entries());
 }
 
 /// Found by fuzzing (`tests/fuzz/table_decoder/crash-nan-preprocess-std`): a checksum-valid file

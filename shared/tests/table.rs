@@ -209,7 +209,8 @@ fn ties_keep_table_order() {
             .add_species(
                 NewSpecies {
                     name: Name::new(name).unwrap(),
-                    scientific_name: None, genus: None,
+                    scientific_name: None,
+                    genus: None,
                     edibility: Edibility::Unknown,
                     origin: Origin::Host,
                 },

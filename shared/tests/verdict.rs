@@ -1,18 +1,22 @@
-//! The verdict a forager sees, on a hand-made table: one decision for every kind of answer, a
-//! deadly look-alike named before a nearer poisonous one, and numbers that are not numbers
-//! refused rather than named.
+//! The verdict a forager sees, on hand-made tables: one decision for every kind of answer, a
+//! deadly look-alike named before a nearer poisonous one or when it is probable enough, a genus
+//! when no species is likely but the genus is, calibrated bands in words, and numbers that are
+//! not numbers refused rather than named.
 
 mod common;
 
 use common::{header, species};
+use sporeprint_shared::confidence::shown_percent;
 use sporeprint_shared::table::TableError;
-use sporeprint_shared::{Edibility, Table, Tone, Verdict};
+use sporeprint_shared::{Band, Edibility, LOOKALIKE_FLOOR, Name, Table, Tone, Verdict};
 
 /// Five species around the first axis of a 3-d space, and one far away on the third.
 fn table() -> Table {
     let mut table = Table::new(header(3));
     table.set_open_set_threshold(0.5);
     table.set_lookalike_margin(0.3);
+    // Sharp enough that an answer on a prototype is "likely".
+    table.set_temperature(0.02);
     let at = |angle: f32| vec![angle.cos(), angle.sin(), 0.0];
     for (name, edibility, shot) in [
         ("field mushroom", Edibility::Edible, at(0.0)),
@@ -90,4 +94,123 @@ fn numbers_that_are_not_numbers_are_refused_not_named() {
         let found = t.identify_with(&[1.0, 0.0, 0.0], atypicality, 3);
         assert!(matches!(found, Err(TableError::NotFinite("the photo's atypicality"))), "{atypicality}");
     }
+}
+
+/// Species in the xy-plane at the given angles, with their genus.
+fn plane(species_at: &[(&str, Option<&str>, Edibility, f32)], temperature: f32) -> Table {
+    let mut table = Table::new(header(3));
+    table.set_open_set_threshold(0.5);
+    table.set_lookalike_margin(0.01);
+    table.set_temperature(temperature);
+    for &(name, genus, edibility, angle) in species_at {
+        let mut new = species(name, edibility);
+        new.genus = genus.map(|g| Name::new(g).unwrap());
+        table.add_species(new, &[vec![angle.cos(), angle.sin(), 0.0]]).unwrap();
+    }
+    table
+}
+
+fn at(angle: f32) -> [f32; 3] {
+    [angle.cos(), angle.sin(), 0.0]
+}
+
+#[test]
+fn a_likely_genus_is_the_answer_when_no_species_is_likely() {
+    let amanitas = |first: Edibility| {
+        plane(
+            &[
+                ("death cap", Some("Amanita"), first, 1.0),
+                ("blusher", Some("Amanita"), Edibility::Edible, 1.1),
+                ("tawny grisette", Some("Amanita"), Edibility::Edible, 1.2),
+                ("field mushroom", Some("Agaricus"), Edibility::Edible, -1.0),
+            ],
+            0.1,
+        )
+    };
+    let t = amanitas(Edibility::Deadly);
+    let found = t.identify_with(&at(1.05), 0.0, 4).unwrap();
+    let best = found.top[0];
+    assert_eq!(Band::of(best.confidence), Band::Possible, "{}", best.confidence);
+    let genus = found.genus.unwrap();
+    // The genus' probability is its species' confidences summed.
+    let by_hand: f32 = found.top.iter().filter(|m| m.index < 3).map(|m| m.confidence).sum();
+    assert!((genus.probability - by_hand).abs() < 1e-5, "{} vs {by_hand}", genus.probability);
+    assert_eq!((genus.species, genus.most_dangerous), (3, Edibility::Deadly));
+    assert!(genus.member < 2, "the most probable species names it");
+
+    let v = Verdict::of(&found, &t);
+    assert_eq!(v, Verdict::Genus { member: genus.member, edibility: Edibility::Deadly });
+    assert_eq!((v.species(), v.genus_member(), v.kind()), (None, Some(genus.member), "genus"));
+    assert_eq!((v.tone(), v.headline(), v.do_not_eat()), (Tone::Danger, "GENUS HAS DEADLY SPECIES", true));
+    assert_eq!(
+        v.warning(&t),
+        "species unclear, probably the genus Amanita: this genus has deadly poisonous species. Do not eat."
+    );
+
+    // A genus of edible species only is still "do not eat": which one it is, is not known.
+    let t = amanitas(Edibility::Edible);
+    let v = Verdict::of(&t.identify_with(&at(1.05), 0.0, 4).unwrap(), &t);
+    assert!(matches!(v, Verdict::Genus { edibility: Edibility::Edible, .. }), "{v:?}");
+    assert_eq!((v.tone(), v.headline(), v.do_not_eat()), (Tone::Caution, "SPECIES UNCLEAR", true));
+
+    // On a species' own prototype it is likely: the species is named, not its genus.
+    let t = amanitas(Edibility::Deadly);
+    let sharp = {
+        let mut t = t.clone();
+        t.set_temperature(0.02);
+        t
+    };
+    let v = Verdict::of(&sharp.identify_with(&at(1.0), 0.0, 4).unwrap(), &sharp);
+    assert_eq!(v, Verdict::Dangerous { species: 0, edibility: Edibility::Deadly });
+}
+
+#[test]
+fn a_probable_dangerous_species_is_named_however_far_behind() {
+    let species =
+        [("field mushroom", None, Edibility::Edible, 0.0), ("yellow stainer", None, Edibility::Poisonous, 0.5)];
+    // Sharp: the stainer, 0.49 away (far beyond the 0.01 margin), is under 1%: not named.
+    let t = plane(&species, 0.1);
+    let found = t.identify_with(&at(0.0), 0.0, 2).unwrap();
+    assert!(found.top[1].confidence < LOOKALIKE_FLOOR, "{}", found.top[1].confidence);
+    assert_eq!(Verdict::of(&found, &t), Verdict::Edible { species: 0 });
+    // Softer: at the same distance it is above the 5% floor, and named.
+    let t = plane(&species, 0.3);
+    let found = t.identify_with(&at(0.0), 0.0, 2).unwrap();
+    assert!(found.top[1].confidence >= LOOKALIKE_FLOOR, "{}", found.top[1].confidence);
+    assert_eq!(Band::of(found.top[0].confidence), Band::Likely);
+    assert_eq!(Verdict::of(&found, &t), Verdict::DangerousLookalike { species: 0, lookalike: 1 });
+}
+
+#[test]
+fn an_edible_answer_that_is_not_likely_is_do_not_eat() {
+    let t = plane(
+        &[
+            ("field mushroom", None, Edibility::Edible, 0.0),
+            ("horse mushroom", None, Edibility::Edible, 0.12),
+            ("bitter bolete", None, Edibility::Inedible, -0.12),
+        ],
+        0.1,
+    );
+    let found = t.identify_with(&at(0.03), 0.0, 3).unwrap();
+    let v = Verdict::of(&found, &t);
+    assert_eq!(v, Verdict::EdibleUnsure { species: 0, band: Band::Possible });
+    assert_eq!((v.tone(), v.headline(), v.do_not_eat()), (Tone::Caution, "NOT SURE - DO NOT EAT", true));
+    assert_eq!(
+        v.warning(&t),
+        "field mushroom is edible, but this answer is only possible (under 60%): not sure enough to eat. Do not eat."
+    );
+}
+
+#[test]
+fn confidences_are_told_in_bands_and_never_as_certain() {
+    let cases = [(0.99, Band::Likely), (0.6, Band::Likely), (0.599, Band::Possible), (0.25, Band::Possible)];
+    for (p, band) in cases.into_iter().chain([(0.249, Band::Guess), (0.0, Band::Guess), (f32::NAN, Band::Guess)]) {
+        assert_eq!(Band::of(p), band, "{p}");
+    }
+    assert_eq!(Band::of(1.5), Band::Guess, "not a probability");
+    assert_eq!([Band::Likely.words(), Band::Possible.words(), Band::Guess.words()], ["likely", "possible", "a guess"]);
+    assert_eq!(
+        [shown_percent(1.0), shown_percent(0.996), shown_percent(0.5), shown_percent(f32::NAN)],
+        [99, 99, 50, 0]
+    );
 }

@@ -1,5 +1,9 @@
 //! The field loop: wait for a press, capture, answer; hold to enroll K shots of a new species.
 //!
+//! Presses build a find: each one adds a view (cap, gills, stem...) of the mushroom in hand and
+//! the screen shows the answer from all views so far, with their count. A double press, or a
+//! press after `find_pause` without one, starts a new find; holding to enroll ends it too.
+//!
 //! It never dies on one bad frame or one failed capture: the screen says what went wrong and
 //! the next press tries again. Ctrl-C and SIGTERM (systemd stopping the service) end it
 //! cleanly between two events.
@@ -16,7 +20,7 @@ use sporeprint_shared::embedder::Observation;
 use sporeprint_shared::{Origin, Table};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How a field session is set up.
 #[derive(Clone, Debug)]
@@ -31,12 +35,22 @@ pub struct Settings {
     /// Names given to species enrolled in the field, in turn; after them, "field species N".
     pub names: Vec<String>,
     pub top_k: usize,
+    /// Without a press for this long, the next press starts a new find.
+    pub find_pause: Duration,
 }
 
 /// Whether presses identify or take enrollment shots.
 enum Mode {
-    Ready,
+    /// Identifying: the views of the current find (none yet after a new find).
+    Ready(Find),
     Enrolling(Vec<Vec<f32>>),
+}
+
+/// The views of the mushroom being identified, and when the last one was taken.
+#[derive(Default)]
+struct Find {
+    views: Vec<Observation>,
+    last: Option<Instant>,
 }
 
 pub struct Session<'a> {
@@ -81,23 +95,31 @@ impl<'a> Session<'a> {
         ctrlc::set_handler(move || {
             let _ = on_signal.send(Event::Quit);
         })?;
-        let mut mode = Mode::Ready;
+        let mut mode = Mode::Ready(Find::default());
         self.show(&Screen::Ready { species: self.table.len() })?;
         for event in received {
             mode = match (mode, event) {
                 (_, Event::Quit) => break,
-                (Mode::Ready, Event::Press) => {
-                    let screen = self.identify();
+                (Mode::Ready(mut find), Event::Press) => {
+                    if find.last.is_some_and(|last| last.elapsed() >= self.settings.find_pause) {
+                        find = Find::default();
+                    }
+                    let screen = self.add_view(&mut find);
                     self.show(&screen)?;
-                    Mode::Ready
+                    Mode::Ready(find)
                 }
-                (Mode::Ready, Event::Hold) => {
+                (Mode::Ready(_), Event::NewFind) => {
+                    self.show(&Screen::Ready { species: self.table.len() })?;
+                    Mode::Ready(Find::default())
+                }
+                (Mode::Ready(_), Event::Hold) => {
                     self.show(&Screen::Enroll { taken: 0, wanted: self.settings.shots })?;
                     Mode::Enrolling(Vec::new())
                 }
+                (Mode::Enrolling(shots), Event::NewFind) => Mode::Enrolling(shots),
                 (Mode::Enrolling(_), Event::Hold) => {
                     self.show(&Screen::Ready { species: self.table.len() })?;
-                    Mode::Ready
+                    Mode::Ready(Find::default())
                 }
                 (Mode::Enrolling(mut shots), Event::Press) => match self.capture() {
                     Err(problem) => {
@@ -112,7 +134,7 @@ impl<'a> Session<'a> {
                         } else {
                             let screen = self.enroll(shots);
                             self.show(&screen)?;
-                            Mode::Ready
+                            Mode::Ready(Find::default())
                         }
                     }
                 },
@@ -141,16 +163,24 @@ impl<'a> Session<'a> {
         Ok((observed, frame.label))
     }
 
-    fn identify(&mut self) -> Screen {
+    /// Captures a view, adds it to `find` and answers from all its views. A failed capture or
+    /// a frame the model refuses adds nothing: the find goes on with the views it had.
+    fn add_view(&mut self, find: &mut Find) -> Screen {
         if let Err(e) = self.reload_if_changed() {
             return Screen::Problem { title: "table".into(), detail: format!("{e:#}") };
         }
-        match self.capture() {
-            Err(problem) => problem,
-            Ok((observed, label)) => match identify::answer(&self.table, &observed, &label, self.settings.top_k) {
-                Ok(answer) => Screen::Answer(Box::new(answer)),
-                Err(e) => Screen::Problem { title: "identify".into(), detail: format!("{e:#}") },
-            },
+        let (observed, label) = match self.capture() {
+            Err(problem) => return problem,
+            Ok(captured) => captured,
+        };
+        find.views.push(observed);
+        find.last = Some(Instant::now());
+        match identify::find_answer(&self.table, &find.views, &label, self.settings.top_k) {
+            Ok(answer) => Screen::Answer(Box::new(answer)),
+            Err(e) => {
+                find.views.pop();
+                Screen::Problem { title: "identify".into(), detail: format!("{e:#}") }
+            }
         }
     }
 

@@ -111,7 +111,9 @@ pub fn draw(screen: &Screen, canvas: &mut Canvas) {
     let body = below(BANNER_HEIGHT as i32 + 6, height - BANNER_HEIGHT - 6);
     match screen {
         Screen::Ready { species } => {
-            let lines = format!("{species} species known\n\npress: identify\nhold: enroll a new species");
+            let lines = format!(
+                "{species} species known\n\npress: photograph a view\n(more presses: more views\nof the same find)\ndouble press: new find\nhold: enroll a new species"
+            );
             text(canvas, &lines, body, Font::Medium, Align::Left);
         }
         Screen::Answer(answer) => draw_answer(answer, canvas, body),

@@ -99,8 +99,13 @@ pub fn model_folder(dir: &Path) {
         let path = shots.join(format!("{name}.png"));
         photo(&path, colour);
         let shot = embedder.embed_file(&path).unwrap();
-        let species =
-            NewSpecies { name: Name::new(name).unwrap(), scientific_name: None, genus: None, edibility, origin: Origin::Host };
+        let species = NewSpecies {
+            name: Name::new(name).unwrap(),
+            scientific_name: None,
+            genus: None,
+            edibility,
+            origin: Origin::Host,
+        };
         table.add_species(species, &[shot]).unwrap();
     }
     store::save(&dir.join("prototypes.bin"), &table).unwrap();
