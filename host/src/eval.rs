@@ -17,7 +17,12 @@
 //!   (study: right when the species is among the 3 nearest photos) or become its prototype among
 //!   all seen prototypes (device: top-1 / top-3); averaged over random draws, with the spread;
 //! - open set: the threshold keeping 95% of validation photos within their nearest seen
-//!   prototype, and the share of unseen-species photos it rejects as "unknown species".
+//!   prototype, and the share of unseen-species photos it rejects as "unknown species";
+//! - finds: each unseen species enrolled from 1 photo, its other photos taken as the views of
+//!   one find (1, 2, 3 views), named by the nearest prototype among all; two ways to combine the
+//!   views are measured side by side: the mean of their unit embeddings (what the device does,
+//!   `sporeprint_shared::find`) and the sum of their log-probabilities (which, for the table's
+//!   softmax, ranks species by the sum of the views' distances, whatever the temperature).
 
 use crate::atypicality::Atypicality;
 use crate::data::Collection;
@@ -30,7 +35,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use sporeprint_shared::vector;
+use sporeprint_shared::{find, vector};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
 
@@ -123,6 +128,19 @@ pub struct UnseenMetrics {
     pub unseen_retrieval: Retrieval,
     pub unseen_nmi: f64,
     pub kshot: Vec<KShot>,
+    /// Finds of unseen species enrolled from one photo, by number of views.
+    #[serde(default)]
+    pub finds: Vec<FindMetrics>,
+}
+
+/// Nearest-prototype top-1 of finds of `views` photos (averaged over the draws).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct FindMetrics {
+    pub views: usize,
+    /// The device's rule: the mean of the views' unit embeddings.
+    pub mean_embedding_top1: MeanSpread,
+    /// The alternative: the sum of the views' log-probabilities (= the smallest sum of distances).
+    pub summed_log_probability_top1: MeanSpread,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -392,10 +410,12 @@ fn measure(
                 kshot(k, args.draws, (train, train_labels), &prototypes, support, &mut rng)
             })
             .collect();
+        let finds = finds(args.draws, &prototypes, (unseen, unseen_support, unseen_labels), &mut rng);
         UnseenMetrics {
             unseen_retrieval: metrics::retrieval(unseen, unseen_labels),
             unseen_nmi: metrics::nmi(&clusters, unseen_labels),
             kshot,
+            finds,
         }
     });
 
@@ -485,6 +505,68 @@ fn kshot(
     }
 }
 
+/// Most views per find measured (the unseen species have 4 photos: 1 enrolls, 3 are views).
+const FIND_VIEWS: usize = 3;
+
+/// Finds of 1..=[`FIND_VIEWS`] views of each unseen species, enrolled from one other photo (see
+/// the module docs). Species with too few photos for a find of `n` views are left out of it.
+fn finds(
+    draws: usize,
+    seen_prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
+    (unseen, unseen_support, unseen_labels): Unseen,
+    rng: &mut ChaCha8Rng,
+) -> Vec<FindMetrics> {
+    let groups = metrics::by_label(unseen_labels);
+    let mut hits = vec![(vec![], vec![]); FIND_VIEWS];
+    for _ in 0..draws.max(1) {
+        let mut prototypes = seen_prototypes.clone();
+        let mut views_of = vec![];
+        for (&label, rows) in &groups {
+            let mut rows = rows.clone();
+            rows.shuffle(rng);
+            if let Some((&support, views)) = rows.split_first().filter(|(_, views)| !views.is_empty()) {
+                prototypes.extend(metrics::prototypes(std::slice::from_ref(&unseen_support[support]), &[label]));
+                views_of.push((label, views.to_vec()));
+            }
+        }
+        let labels: Vec<usize> = prototypes.keys().copied().collect();
+        let nearest = |scores: Vec<f32>| {
+            labels[scores.iter().enumerate().fold(0, |b, (i, &s)| if s < scores[b] { i } else { b })]
+        };
+        for n in 1..=FIND_VIEWS {
+            let (mut mean_right, mut sum_right, mut total) = (0, 0, 0);
+            for (label, views) in views_of.iter().filter(|(_, v)| v.len() >= n) {
+                let views: Vec<&Vec<f32>> = views[..n].iter().map(|&i| &unseen[i]).collect();
+                let combined: Vec<find::View> =
+                    views.iter().map(|v| find::View { embedding: v, atypicality: 0.0 }).collect();
+                let (mean, _) = find::combine(&combined).expect("unit views");
+                mean_right +=
+                    usize::from(nearest(prototypes.values().map(|p| vector::euclidean(&mean, p)).collect()) == *label);
+                let summed = prototypes.values().map(|p| views.iter().map(|v| vector::euclidean(v, p)).sum()).collect();
+                sum_right += usize::from(nearest(summed) == *label);
+                total += 1;
+            }
+            if total > 0 {
+                hits[n - 1].0.push(mean_right as f64 / total as f64);
+                hits[n - 1].1.push(sum_right as f64 / total as f64);
+            }
+        }
+    }
+    let summary = |v: &[f64]| {
+        let (mean, std) = metrics::mean_and_spread(v);
+        MeanSpread { mean, std }
+    };
+    hits.iter()
+        .enumerate()
+        .filter(|(_, (mean, _))| !mean.is_empty())
+        .map(|(i, (mean, sum))| FindMetrics {
+            views: i + 1,
+            mean_embedding_top1: summary(mean),
+            summed_log_probability_top1: summary(sum),
+        })
+        .collect()
+}
+
 /// Writes `eval.json` and `embeddings.json` (`eval-features.json`, ... for backbone features)
 /// into the run directory, atomically.
 pub fn save(
@@ -548,6 +630,15 @@ pub fn table(report: &EvalReport) -> String {
         lines.push((format!("{}-shot, study (top-3 photos)", k.shots), row(&|k| spread(&k.study_top3_photos))));
         lines.push((format!("{}-shot, prototype top-1", k.shots), row(&|k| spread(&k.prototype_top1))));
         lines.push((format!("{}-shot, prototype top-3", k.shots), row(&|k| spread(&k.prototype_top3))));
+    }
+    let first_finds = report.variants.first().and_then(|v| v.unseen.as_ref()).map(|u| u.finds.clone());
+    for (i, f) in first_finds.unwrap_or_default().iter().enumerate() {
+        let row = |f: &dyn Fn(&FindMetrics) -> String| unseen(&|u| u.finds.get(i).map_or("-".into(), f));
+        lines.push((format!("find of {} (1-shot), mean embedding", f.views), row(&|f| spread(&f.mean_embedding_top1))));
+        lines.push((
+            format!("find of {} (1-shot), summed log-prob", f.views),
+            row(&|f| spread(&f.summed_log_probability_top1)),
+        ));
     }
     lines.push((
         "open-set threshold".into(),

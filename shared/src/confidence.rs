@@ -29,9 +29,9 @@ impl Band {
 
     /// The band of probability `p`; anything that is not a number in [0, 1] is "a guess".
     pub fn of(p: f32) -> Band {
-        if p >= Band::LIKELY && p <= 1.0 {
+        if (Band::LIKELY..=1.0).contains(&p) {
             Band::Likely
-        } else if p >= Band::POSSIBLE && p <= 1.0 {
+        } else if (Band::POSSIBLE..=1.0).contains(&p) {
             Band::Possible
         } else {
             Band::Guess

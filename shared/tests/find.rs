@@ -44,7 +44,7 @@ fn a_find_is_identified_as_the_mean_of_its_unit_views() {
     }
     // One view is that photo, normalised.
     let one = rng.unit_vector(16);
-    let (combined, atypicality) = find::combine(&views(&[one.clone()], &[0.2])).unwrap();
+    let (combined, atypicality) = find::combine(&views(std::slice::from_ref(&one), &[0.2])).unwrap();
     assert!(vector::euclidean(&combined, &one) < 1e-6 && atypicality == 0.2);
 }
 
