@@ -142,6 +142,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                             c.uncalibrated_shifted_ece,
                             100.0 * c.shifted_prototype_top1
                         );
+                        for (set, a) in [("validation", &c.validation_answers), ("shifted", &c.shifted_answers)] {
+                            let Some(a) = a else { continue };
+                            println!(
+                                "    the device's verdicts, {set} photos ({}): species {} ({} right), genus {} ({} \
+                                 right), unknown {}",
+                                a.photos, a.species, a.species_right, a.genus, a.genus_right, a.unknown
+                            );
+                        }
                     }
                 }
             }

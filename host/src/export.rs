@@ -27,7 +27,7 @@ use serde::Serialize;
 use sporeprint_shared::embedder::{Embedder, Observation};
 use sporeprint_shared::manifest::{self, Manifest};
 use sporeprint_shared::table::NewSpecies;
-use sporeprint_shared::{Header, Name, Origin, PreprocessSpec, Table, image_io, store, vector};
+use sporeprint_shared::{Header, Name, Origin, PreprocessSpec, Table, Verdict, image_io, store, vector};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -341,7 +341,8 @@ fn prepare_variant(
     let train = embeddings(&observe(&inputs.train, &format!("{embedder_name}: training photos"))?);
     let validation_observed = observe(&inputs.validation, &format!("{embedder_name}: validation photos"))?;
     let validation = embeddings(&validation_observed);
-    let shifted = embeddings(&observe(&inputs.shifted, &format!("{embedder_name}: shifted validation photos"))?);
+    let shifted_observed = observe(&inputs.shifted, &format!("{embedder_name}: shifted validation photos"))?;
+    let shifted = embeddings(&shifted_observed);
     let cosines: Vec<f64> = reference.iter().zip(&train).map(|(r, e)| vector::cosine_similarity(r, e) as f64).collect();
     let (worst, mean) = (
         cosines.iter().copied().fold(f64::INFINITY, f64::min),
@@ -372,37 +373,37 @@ fn prepare_variant(
 
     let (calibration_fit, reliability) =
         calibrate_confidence(&calibration, (&validation, &shifted), &validation_labels);
-    let mut table = Table::new(Header::new(embedder.dim() as u32, embedder.fingerprint(), spec));
-    table.set_open_set_threshold(threshold);
-    table.set_temperature(calibration_fit.temperature);
-    for (label, species) in collection.species.iter().enumerate().take(split.seen_species) {
-        // The shipped prototypes use every photo of the species.
-        let shots: Vec<&Vec<f32>> = train
-            .iter()
-            .zip(&train_labels)
-            .chain(validation.iter().zip(&validation_labels))
-            .filter(|(_, l)| **l == label)
-            .map(|(e, _)| e)
-            .collect();
-        let new = NewSpecies {
-            name: Name::new(&display_name(&species.name)).map_err(|e| anyhow!("species {:?}: {e}", species.name))?,
-            scientific_name: species
-                .scientific_name
-                .as_deref()
-                .map(Name::new)
-                .transpose()
-                .map_err(|e| anyhow!("species {:?}: scientific name: {e}", species.name))?,
-            genus: species
-                .genus
-                .as_deref()
-                .map(Name::new)
-                .transpose()
-                .map_err(|e| anyhow!("species {:?}: genus: {e}", species.name))?,
-            edibility: species.edibility,
-            origin: Origin::Host,
-        };
-        table.add_species(new, &shots).with_context(|| format!("species {:?}", species.name))?;
-    }
+    let mut header = Header::new(embedder.dim() as u32, embedder.fingerprint(), spec);
+    header.open_set_threshold = threshold;
+    header.temperature = calibration_fit.temperature;
+    // The shipped prototypes use every photo of the species; the held-out table, the training
+    // photos only, so that the device's own verdicts can be measured on the validation photos.
+    let table_of = |with_validation: bool| -> anyhow::Result<Table> {
+        let mut table = Table::new(header.clone());
+        for (label, species) in collection.species.iter().enumerate().take(split.seen_species) {
+            let validation_shots = validation.iter().zip(&validation_labels).filter(|_| with_validation);
+            let shots: Vec<&Vec<f32>> = train
+                .iter()
+                .zip(&train_labels)
+                .chain(validation_shots)
+                .filter(|(_, l)| **l == label)
+                .map(|(e, _)| e)
+                .collect();
+            if !shots.is_empty() {
+                table
+                    .add_species(new_species(species)?, &shots)
+                    .with_context(|| format!("species {:?}", species.name))?;
+            }
+        }
+        Ok(table)
+    };
+    let table = table_of(true)?;
+    let held_out = table_of(false)?;
+    let calibration_fit = manifest::Calibration {
+        validation_answers: Some(answers(&held_out, &validation_observed, &validation_labels, collection)?),
+        shifted_answers: Some(answers(&held_out, &shifted_observed, &validation_labels, collection)?),
+        ..calibration_fit
+    };
 
     let variant = manifest::Variant {
         embedder: embedder_name.into(),
@@ -422,6 +423,45 @@ fn prepare_variant(
         calibration: Some(calibration_fit),
     };
     Ok(Prepared { bytes: bytes.to_vec(), table, variant, reliability })
+}
+
+/// A species' table entry description, from the data set's files.
+fn new_species(species: &crate::data::Species) -> anyhow::Result<NewSpecies> {
+    let name = |text: &str, what: &str| Name::new(text).map_err(|e| anyhow!("species {:?}: {what}{e}", species.name));
+    Ok(NewSpecies {
+        name: name(&display_name(&species.name), "")?,
+        scientific_name: species.scientific_name.as_deref().map(|n| name(n, "scientific name: ")).transpose()?,
+        genus: species.genus.as_deref().map(|n| name(n, "genus: ")).transpose()?,
+        edibility: species.edibility,
+        origin: Origin::Host,
+    })
+}
+
+/// What the device's verdict ([`Verdict`]) answers for `observed` photos of species `labels`,
+/// asked of `table`: the verdict is not re-derived here, it is the device's own.
+fn answers(
+    table: &Table,
+    observed: &[Observation],
+    labels: &[usize],
+    collection: &Collection,
+) -> anyhow::Result<manifest::Answers> {
+    let mut answers = manifest::Answers::default();
+    for (photo, &label) in observed.iter().zip(labels) {
+        let truth = &collection.species[label];
+        let verdict = Verdict::of(&table.identify_with(&photo.embedding, photo.atypicality, 1)?, table);
+        answers.photos += 1;
+        if let Some(named) = verdict.species() {
+            answers.species += 1;
+            answers.species_right += usize::from(table.entries()[named].name.as_str() == display_name(&truth.name));
+        } else if let Some(member) = verdict.genus_member() {
+            answers.genus += 1;
+            let genus = table.entries()[member].genus.as_ref().map(|g| g.as_str());
+            answers.genus_right += usize::from(genus.is_some() && genus == truth.genus.as_deref());
+        } else {
+            answers.unknown += 1;
+        }
+    }
+    Ok(answers)
 }
 
 /// The temperature fitted on the validation photos and their shifted variants together (one
@@ -460,6 +500,8 @@ fn calibrate_confidence(
         shifted_prototype_top1: correct(&shifted),
         uncalibrated_validation_ece: at(&validation, uncalibrated).ece,
         uncalibrated_shifted_ece: at(&shifted, uncalibrated).ece,
+        validation_answers: None,
+        shifted_answers: None,
     };
     (fit, [at(&validation, temperature), at(&shifted, temperature)])
 }

@@ -180,6 +180,20 @@ fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {
     );
     assert_eq!(threshold, summary.fp32.open_set_threshold);
     assert_eq!(table.entries().iter().map(|e| e.prototype.shots).sum::<u32>(), 36, "every photo of the seen species");
+    // The temperature is fitted, not the default, and the table carries the manifest's.
+    let calibration = summary.fp32.calibration.as_ref().expect("calibrated");
+    assert_eq!(table.header().temperature, calibration.temperature);
+    assert!(
+        calibration.temperature > 0.0 && calibration.temperature != sporeprint_shared::Header::UNCALIBRATED_TEMPERATURE
+    );
+    assert!((0.0..=1.0).contains(&calibration.validation_ece) && (0.0..=1.0).contains(&calibration.shifted_ece));
+    // The device's verdicts were counted on every validation photo and its shifted variant.
+    for answers in [&calibration.validation_answers, &calibration.shifted_answers] {
+        let a = answers.as_ref().unwrap();
+        assert_eq!((a.photos, a.species + a.genus + a.unknown), (6, 6), "{a:?}");
+        assert!(a.species_right <= a.species && a.genus_right <= a.genus);
+    }
+    assert!(image::open(out.path().join(export::RELIABILITY_CHART)).unwrap().width() > 300, "a reliability diagram");
     // Each table belongs to its own model only.
     let int8_table = out.path().join(export::PROTOTYPES_INT8);
     assert!(matches!(

@@ -70,6 +70,26 @@ pub struct Calibration {
     /// The same ECEs at the temperature of an uncalibrated table (`Header::UNCALIBRATED_TEMPERATURE`).
     pub uncalibrated_validation_ece: f64,
     pub uncalibrated_shifted_ece: f64,
+    /// The device's verdicts on the validation photos and on their shifted variants, from a
+    /// table of the training photos' prototypes with this temperature and threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_answers: Option<Answers>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shifted_answers: Option<Answers>,
+}
+
+/// How photos of known species were answered (`shared::verdict`), counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answers {
+    pub photos: usize,
+    /// Answered with a species name, and of those, the right one.
+    pub species: usize,
+    pub species_right: usize,
+    /// Answered "species unclear, probably this genus", and of those, the right genus.
+    pub genus: usize,
+    pub genus_right: usize,
+    /// Answered "unknown species".
+    pub unknown: usize,
 }
 
 /// Where the weights came from.
