@@ -18,6 +18,10 @@
 //!   all seen prototypes (device: top-1 / top-3); averaged over random draws, with the spread;
 //! - open set: the threshold keeping 95% of validation photos within their nearest seen
 //!   prototype, and the share of unseen-species photos it rejects as "unknown species";
+//! - shifted: every query photo (validation, unseen) also as its shifted variant
+//!   ([`crate::shift`]: another framing, size, light and compression, seeded), asked of the same
+//!   prototypes and enrollments made from the original photos: what a forager's photos from
+//!   another source than the data set get (`shifted` in the report);
 //! - finds: each unseen species enrolled from 1 photo, its other photos taken as the views of
 //!   one find (1, 2, 3 views), named by the nearest prototype among all; two ways to combine the
 //!   views are measured side by side: the mean of their unit embeddings (what the device does,
@@ -161,6 +165,21 @@ pub struct VariantReport {
     /// `threshold` in those units).
     #[serde(default)]
     pub open_set_with_atypicality: Option<OpenSet>,
+    /// The same queries as their shifted variants (absent in reports from before it).
+    #[serde(default)]
+    pub shifted: Option<ShiftedMetrics>,
+}
+
+/// Metrics on the shifted variants of the query photos (the gallery, prototypes and enrollment
+/// photos stay the originals).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct ShiftedMetrics {
+    pub prototype_top1: f64,
+    pub prototype_top3: f64,
+    pub knn_accuracy: f64,
+    /// k-shot and finds of the unseen species (queries and views shifted); absent without them.
+    pub kshot: Vec<KShot>,
+    pub finds: Vec<FindMetrics>,
 }
 
 /// The plain embeddings an evaluation measured, for plots (`RUN/embeddings.json`).
@@ -284,10 +303,21 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
     let train_cache = PhotoCache::load(&split.train, spec, "train photos");
     let validation_cache = PhotoCache::load(&split.validation, spec, "validation");
     let unseen_cache = PhotoCache::load(&split.unseen, spec, "unseen");
+    let shifted_validation_cache =
+        PhotoCache::load_shifted(&split.validation, spec, "validation (shifted)", SHIFT_SEED);
+    let shifted_unseen_cache = PhotoCache::load_shifted(&split.unseen, spec, "unseen (shifted)", SHIFT_SEED);
     let (train_raw, validation_raw, unseen_raw) = (
         embed(&network, &train_cache, features, args.crops),
         embed(&network, &validation_cache, features, false),
         embed(&network, &unseen_cache, features, args.crops),
+    );
+    let (shifted_validation_raw, shifted_unseen_raw) = (
+        embed(&network, &shifted_validation_cache, features, false),
+        embed(&network, &shifted_unseen_cache, features, false),
+    );
+    anyhow::ensure!(
+        shifted_validation_cache.len() == validation_cache.len() && shifted_unseen_cache.len() == unseen_cache.len(),
+        "a photo decoded once but not twice"
     );
     let (train_labels, validation_labels, unseen_labels) =
         (train_cache.labels(), validation_cache.labels(), unseen_cache.labels());
@@ -304,6 +334,10 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
         let train_e = variant(&train_raw, flip, centre.as_deref());
         let validation_e = variant(&validation_raw, flip, centre.as_deref());
         let unseen_e = variant(&unseen_raw, flip, centre.as_deref());
+        let shifted = Shifted {
+            validation: variant(&shifted_validation_raw, flip, centre.as_deref()),
+            unseen: variant(&shifted_unseen_raw, flip, centre.as_deref()),
+        };
         variants.push(measure(
             name,
             args,
@@ -311,7 +345,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             (&validation_e, &validation_labels),
             (&unseen_e, &unseen_e, &unseen_labels),
             (&triplets, features_of),
-            seed,
+            (seed, Some(&shifted)),
         ));
     }
     if let (Some(train_views), Some(unseen_views)) = (&train_raw.views, &unseen_raw.views) {
@@ -333,7 +367,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             (&variant(&validation_raw, true, Some(&centre)), &validation_labels),
             (&variant(&unseen_raw, true, Some(&centre)), &normalise(unseen_views), &unseen_labels),
             (&triplets, features_of),
-            seed,
+            (seed, None),
         ));
     }
     let mut dump = EmbeddingDump { species: collection.species.iter().map(|s| s.name.clone()).collect(), rows: vec![] };
@@ -377,6 +411,15 @@ struct Features<'a> {
 /// Unseen photos as queries, the same photos as enrollment support, and their labels.
 type Unseen<'a> = (&'a [Vec<f32>], &'a [Vec<f32>], &'a [usize]);
 
+/// The shifted variants' embeddings of the validation and unseen photos, in their order.
+struct Shifted {
+    validation: Vec<Vec<f32>>,
+    unseen: Vec<Vec<f32>>,
+}
+
+/// Seeds the shifted variants (the exporter's, so both shift each photo of a split alike).
+const SHIFT_SEED: u64 = crate::export::SHIFT_SEED;
+
 fn measure(
     name: &str,
     args: &EvalArgs,
@@ -384,7 +427,7 @@ fn measure(
     (validation, validation_labels): Labelled,
     (unseen, unseen_support, unseen_labels): Unseen,
     (triplets, features): (&[crate::mining::Triplet], Features),
-    seed: u64,
+    (seed, shifted): (u64, Option<&Shifted>),
 ) -> VariantReport {
     let triplet_accuracy = triplets
         .iter()
@@ -430,8 +473,33 @@ fn measure(
         open_set(&plus(&known, features.validation), &plus(&unseen_distances, features.unseen), args.keep)
     });
 
+    let shifted = shifted.map(|shifted| {
+        // The same draws as the originals' (same seed), so the two are paired.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5b1f_7ed);
+        let has_unseen = !shifted.unseen.is_empty();
+        let support = (&shifted.unseen[..], unseen_support, unseen_labels);
+        ShiftedMetrics {
+            prototype_top1: metrics::prototype_accuracy(&shifted.validation, validation_labels, &prototypes, 1),
+            prototype_top3: metrics::prototype_accuracy(&shifted.validation, validation_labels, &prototypes, 3),
+            knn_accuracy: metrics::knn_accuracy(&shifted.validation, validation_labels, train, train_labels, args.knn),
+            kshot: match has_unseen {
+                true => args
+                    .shots
+                    .iter()
+                    .map(|&k| kshot(k, args.draws, (train, train_labels), &prototypes, support, &mut rng))
+                    .collect(),
+                false => vec![],
+            },
+            finds: match has_unseen {
+                true => finds(args.draws, &prototypes, support, &mut rng),
+                false => vec![],
+            },
+        }
+    });
+
     VariantReport {
         variant: name.to_string(),
+        shifted,
         triplet_accuracy,
         centroid_accuracy: metrics::centroid_accuracy(&seen, &seen_labels, None),
         knn_accuracy: metrics::knn_accuracy(validation, validation_labels, train, train_labels, args.knn),
@@ -586,6 +654,12 @@ pub fn save(
     write(format!("embeddings{suffix}.json"), serde_json::to_string(embeddings)?)
 }
 
+/// The k of the k-shot metrics in `report`.
+fn args_shots(report: &EvalReport) -> Vec<usize> {
+    let first = report.variants.first().and_then(|v| v.unseen.as_ref());
+    first.map(|u| u.kshot.iter().map(|k| k.shots).collect()).unwrap_or_default()
+}
+
 /// The report as a table, metrics down, variants across.
 pub fn table(report: &EvalReport) -> String {
     let mut out = format!(
@@ -638,6 +712,24 @@ pub fn table(report: &EvalReport) -> String {
         lines.push((
             format!("find of {} (1-shot), summed log-prob", f.views),
             row(&|f| spread(&f.summed_log_probability_top1)),
+        ));
+    }
+    let shifted = |f: &dyn Fn(&ShiftedMetrics) -> Option<String>| -> Vec<String> {
+        report.variants.iter().map(|v| v.shifted.as_ref().and_then(f).unwrap_or_else(|| "-".into())).collect()
+    };
+    lines.push(("shifted: prototype top-1".into(), shifted(&|m| Some(pct(m.prototype_top1)))));
+    lines.push(("shifted: prototype top-3".into(), shifted(&|m| Some(pct(m.prototype_top3)))));
+    lines.push((format!("shifted: {}-NN accuracy", report.knn), shifted(&|m| Some(pct(m.knn_accuracy)))));
+    for k in &args_shots(report) {
+        lines.push((
+            format!("shifted: {k}-shot, prototype top-1"),
+            shifted(&|m| m.kshot.iter().find(|s| s.shots == *k).map(|s| spread(&s.prototype_top1))),
+        ));
+    }
+    for n in 1..=FIND_VIEWS {
+        lines.push((
+            format!("shifted: find of {n} (1-shot), mean embedding"),
+            shifted(&|m| m.finds.iter().find(|f| f.views == n).map(|f| spread(&f.mean_embedding_top1))),
         ));
     }
     lines.push((

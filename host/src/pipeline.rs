@@ -48,13 +48,29 @@ pub struct PhotoCache {
 
 impl PhotoCache {
     pub fn load(samples: &[Sample], spec: PreprocessSpec, label: &str) -> PhotoCache {
+        Self::load_with(samples, spec, label, |_, image| image)
+    }
+
+    /// The shifted variants ([`crate::shift`]) of the photos: photo `i` of `samples` shifted
+    /// with seed `seed + i`.
+    pub fn load_shifted(samples: &[Sample], spec: PreprocessSpec, label: &str, seed: u64) -> PhotoCache {
+        Self::load_with(samples, spec, label, |i, image| crate::shift::shifted(&image, seed + i as u64))
+    }
+
+    fn load_with(
+        samples: &[Sample],
+        spec: PreprocessSpec,
+        label: &str,
+        change: impl Fn(usize, RgbImage) -> RgbImage + Sync,
+    ) -> PhotoCache {
         let bar = progress(samples.len() as u64, label);
         let decoded: Vec<Result<RgbImage, String>> = samples
             .par_iter()
-            .map(|sample| {
+            .enumerate()
+            .map(|(i, sample)| {
                 let image = image_io::open_rgb(&sample.path, &spec).map_err(|e| e.problem.to_string());
                 bar.inc(1);
-                image.map(|image| image_io::resize_shorter(&image, &spec))
+                image.map(|image| image_io::resize_shorter(&change(i, image), &spec))
             })
             .collect();
         bar.finish_and_clear();
