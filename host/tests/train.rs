@@ -176,8 +176,29 @@ fn eval_measures_a_trained_run_on_every_variant() {
         assert!(with.known_rejected <= 1.0 / 6.0 + 1e-9, "{v:?}");
         assert!(with.auroc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{v:?}");
         assert_ne!(with.threshold, v.open_set.threshold, "{v:?}");
+        // 5 photos per unseen species: 1 enrolls, finds of 1 to 3 of the other 4 views. A find of
+        // one view is one photo asked alone, whichever rule combines the views.
+        let views: Vec<usize> = unseen.finds.iter().map(|f| f.views).collect();
+        assert_eq!(views, [1, 2, 3], "{v:?}");
+        let one = &unseen.finds[0];
+        assert_eq!(one.mean_embedding_top1.mean, one.summed_log_probability_top1.mean);
+        // The shifted queries are measured on the four plain variants (not with --crops' views).
+        match (v.variant.as_str(), &v.shifted) {
+            ("centred+flip+crops", shifted) => assert!(shifted.is_none()),
+            (_, Some(shifted)) => {
+                assert!(
+                    (0.0..=1.0).contains(&shifted.prototype_top1) && shifted.prototype_top3 >= shifted.prototype_top1
+                );
+                assert_eq!((shifted.kshot.len(), shifted.finds.len()), (2, 3), "{v:?}");
+            }
+            (name, None) => panic!("{name}: no shifted metrics"),
+        }
     }
     let table = eval::table(&report);
+    assert!(
+        table.contains("find of 3 (1-shot), mean embedding") && table.contains("shifted: prototype top-1"),
+        "{table}"
+    );
     assert!(table.contains("MAP@R (unseen)") && table.contains("3-shot, prototype top-1"), "{table}");
     let json = serde_json::to_value(&report).unwrap();
     for key in ["model", "variants", "knn"] {
