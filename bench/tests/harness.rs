@@ -42,7 +42,9 @@ fn a_short_run_measures_every_section_and_writes_both_reports() {
         }
     }
     let peak = &results["peaks"][0];
-    assert!(peak["f32_gflops"].as_f64().unwrap() > 1.0 && peak["i8_gops"].as_f64().unwrap() > 1.0);
+    // Measured and finite, whatever the machine's speed (a test does not time the machine).
+    let measured = |key: &str| peak[key].as_f64().is_some_and(|x| x.is_finite() && x > 0.0);
+    assert!(measured("f32_gflops") && measured("i8_gops"), "{peak}");
     let ops = results["profiles"][0]["ops"].as_array().unwrap();
     let shares: f64 = ops.iter().map(|o| o["share"].as_f64().unwrap()).sum();
     assert!((shares - 1.0).abs() < 1e-6, "operator shares sum to {shares}");
