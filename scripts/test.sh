@@ -31,7 +31,7 @@ PI=aarch64-unknown-linux-gnu
 cargo build -p sporeprint-device --target "$PI" --locked
 cargo test -p sporeprint-shared --features tract --target "$PI" --locked \
   --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity \
-  --test merge --test frames --test sync_pty --test fuzz_regressions --test hostile_corpus --test verdict
+  --test merge --test frames --test sync_pty --test fuzz_regressions --test hostile_corpus --test verdict --test find
 cargo test -p sporeprint-device --lib --target "$PI" --locked
 
 echo "== Debian package for the Pi (dpkg -x layout check)"
