@@ -11,6 +11,7 @@ use std::path::Path;
 pub struct Listing {
     pub species: String,
     pub scientific_name: Option<String>,
+    pub genus: Option<String>,
     pub edibility: Edibility,
     pub shots: u32,
     /// Mean distance of the shots to their prototype.
@@ -29,6 +30,7 @@ pub fn list(table: &Table) -> Vec<Listing> {
         .map(|e| Listing {
             species: e.name.to_string(),
             scientific_name: e.scientific_name.as_ref().map(Name::to_string),
+            genus: e.genus.as_ref().map(Name::to_string),
             edibility: e.edibility,
             shots: e.prototype.shots,
             spread: e.spread(metric),
