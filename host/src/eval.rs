@@ -474,8 +474,9 @@ fn measure(
     });
 
     let shifted = shifted.map(|shifted| {
-        // The same draws as the originals' (same seed), so the two are paired.
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5b1f_7ed);
+        // A generator of its own: the draws repeat from run to run (they are not the same draws
+        // as the originals', whose generator also seeded the k-means).
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05b1_f7ed);
         let has_unseen = !shifted.unseen.is_empty();
         let support = (&shifted.unseen[..], unseen_support, unseen_labels);
         ShiftedMetrics {
