@@ -254,24 +254,54 @@ fn broken_model_files_are_refused_with_their_name() {
 }
 
 /// How much validation accuracy int8 may lose in `real_photos_int8_keeps_the_accuracy_of_fp32`.
-const INT8_MAY_LOSE: f64 = 0.05;
+const INT8_MAY_LOSE: f64 = 0.10;
+
+/// The first `count` species of the data set at `data`, as a data set of their own in `dir`
+/// (folders linked, not copied; species.csv and taxonomy.csv cut to their rows).
+fn first_species(data: &Path, count: usize, dir: &Path) -> PathBuf {
+    let data = &data.canonicalize().unwrap();
+    let mut species: Vec<PathBuf> =
+        std::fs::read_dir(data.join("images")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    species.sort();
+    species.truncate(count);
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    let mut kept = std::collections::BTreeSet::new();
+    for folder in &species {
+        let name = folder.file_name().unwrap();
+        std::os::unix::fs::symlink(folder, dir.join("images").join(name)).unwrap();
+        kept.insert(name.to_string_lossy().into_owned());
+    }
+    for file in ["species.csv", "taxonomy.csv"] {
+        let Ok(mut reader) = csv::Reader::from_path(data.join(file)) else { continue };
+        let mut writer = csv::Writer::from_path(dir.join(file)).unwrap();
+        writer.write_record(reader.headers().unwrap()).unwrap();
+        for record in reader.records().map(Result::unwrap).filter(|r| kept.contains(&r[0])) {
+            writer.write_record(&record).unwrap();
+        }
+    }
+    dir.into()
+}
 
 /// With SPOREPRINT_DATA (the real photos): a briefly trained EfficientNet-Lite0 head exports
-/// with the int8 graph keeping fp32's accuracy on the validation set (185 photos: one photo is
-/// 0.54 points).
+/// with the int8 graph keeping fp32's accuracy on the validation set. The first 100 species
+/// only (85 seen: 85 validation photos, one photo is 1.2 points): all 200 took 15 minutes of
+/// the test command, most of it running the int8 graph through tract in the dev profile.
 ///
-/// The bound is 5 points, not 1: the two embedders agree closely (mean cosine >= 0.99, asserted)
-/// but on a model this weak (about 30% top-1) a few photos sit on a tie between two prototypes,
-/// and which side they fall on changes with the CPU's kernels. Seen: int8 1.0 point above fp32
-/// for the shipped model, 2.1 points below on a CI machine for this test, where it passed on the
-/// machine it was written on. The cosine bound is the fine check of the quantization; this one
-/// catches an int8 graph that is close on average but wrong where the answers are decided.
+/// The bound is 10 points (8.5 photos), not 1: the two embedders agree closely (mean cosine >=
+/// 0.99, asserted) but on a model this weak (30-40% top-1) a few photos sit on a tie between two
+/// prototypes, and which side they fall on changes with the CPU's kernels. Seen with all 200
+/// species: int8 1.0 point above fp32 for the shipped model, 2.1 points (4 of 185 photos) below
+/// on a CI machine for this test; with these 100 species, 5.9 points (5 of 85) above. The cosine
+/// bound is the fine check of the quantization; this one catches an int8 graph that is close on
+/// average but loses a quarter of fp32's right answers.
 #[test]
 fn real_photos_int8_keeps_the_accuracy_of_fp32() {
     let Some(data) = std::env::var_os("SPOREPRINT_DATA").map(PathBuf::from) else {
         eprintln!("SPOREPRINT_DATA not set: skipping");
         return;
     };
+    let subset = tempfile::tempdir().unwrap();
+    let data = first_species(&data, 100, subset.path());
     let run_dir = tempfile::tempdir().unwrap();
     let mut train = config(&data, run_dir.path(), Mining::BatchAll, 3);
     train.backbone = BackboneKind::EfficientNetLite0;
