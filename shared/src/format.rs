@@ -134,16 +134,19 @@ struct EntryV1 {
 
 impl TryFrom<EntryV1> for Entry {
     type Error = crate::prototype::ShotError;
+    /// As the version 2 entry it would have been: its shots one source from its origin.
     fn try_from(e: EntryV1) -> Result<Entry, Self::Error> {
-        let source = Source { origin: e.origin, prototype: e.prototype };
-        let species = NewSpecies {
-            genus: e.scientific_name.as_ref().and_then(Name::genus_of_binomial),
+        let sources = alloc::vec![Source { origin: e.origin, prototype: e.prototype }];
+        let v2 = EntryV2 {
+            id: e.id,
             name: e.name,
             scientific_name: e.scientific_name,
             edibility: e.edibility,
+            sources,
+            revision: e.revision,
             origin: e.origin,
         };
-        Entry::new(e.id, species, alloc::vec![source], e.revision)
+        v2.try_into()
     }
 }
 
