@@ -482,6 +482,7 @@ fn calibrate_confidence(
             })
             .collect()
     };
+    let shifted_prototype_top1 = metrics::prototype_accuracy(shifted, labels, prototypes, 1);
     let (validation, shifted) = (scored(validation), scored(shifted));
     let both: Vec<Scored> = validation.iter().chain(&shifted).cloned().collect();
     let temperature = calibration::fit_temperature(&both);
@@ -489,21 +490,18 @@ fn calibrate_confidence(
         calibration::reliability(&calibration::top_answers(photos, t), calibration::ECE_BINS)
     };
     let uncalibrated = f64::from(Header::UNCALIBRATED_TEMPERATURE);
-    let correct = |photos: &[Scored]| {
-        calibration::top_answers(photos, temperature).iter().filter(|(_, right)| *right).count() as f64
-            / photos.len().max(1) as f64
-    };
+    let fitted = [at(&validation, temperature), at(&shifted, temperature)];
     let fit = manifest::Calibration {
         temperature: temperature as f32,
-        validation_ece: at(&validation, temperature).ece,
-        shifted_ece: at(&shifted, temperature).ece,
-        shifted_prototype_top1: correct(&shifted),
+        validation_ece: fitted[0].ece,
+        shifted_ece: fitted[1].ece,
+        shifted_prototype_top1,
         uncalibrated_validation_ece: at(&validation, uncalibrated).ece,
         uncalibrated_shifted_ece: at(&shifted, uncalibrated).ece,
         validation_answers: None,
         shifted_answers: None,
     };
-    (fit, [at(&validation, temperature), at(&shifted, temperature)])
+    (fit, fitted)
 }
 
 /// The calibration photos: `--calibration` (recursively) or the training photos, at most
