@@ -28,11 +28,13 @@ cargo test --workspace --locked --no-fail-fast
 # wrap without binfmt_misc, so they run natively above.
 echo "== Raspberry Pi (aarch64, under qemu)"
 PI=aarch64-unknown-linux-gnu
-cargo build -p sporeprint-device --target "$PI" --locked
-cargo test -p sporeprint-shared --features tract --target "$PI" --locked \
+# One package and feature selection for every step, so tract (most of the build) compiles once
+# for the Pi: building the tests also builds the device's binary, which the package check uses.
+PI_CRATES=(-p sporeprint-shared -p sporeprint-device --features sporeprint-shared/tract --target "$PI" --locked)
+cargo test "${PI_CRATES[@]}" --no-run --lib --tests 2> >(grep -v "^ *Executable" >&2)
+cargo test "${PI_CRATES[@]}" \
   --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity \
   --test merge --test frames --test sync_pty --test fuzz_regressions --test hostile_corpus --test verdict --test find
-cargo test -p sporeprint-device --lib --target "$PI" --locked
 
 echo "== Debian package for the Pi (dpkg -x layout check)"
 ./scripts/check-deb.sh dev
