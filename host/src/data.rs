@@ -3,7 +3,8 @@
 //!
 //! Split: the last `unseen` species are held out entirely (for k-shot evaluation of species the
 //! network never saw); every other species' photos are split 80/20 into training and validation,
-//! per species, with a seeded shuffle.
+//! per species, with a seeded shuffle, or a fixed number of photos per species is held out for
+//! validation (`--validation-photos 2`: finds of two photos of known species can be measured).
 
 use anyhow::{Context, bail};
 use rand::SeedableRng;
@@ -97,8 +98,10 @@ impl Collection {
         self.photos.iter().map(Vec::len).sum()
     }
 
-    /// The study's split (see the module docs). `unseen` must leave at least 2 seen species.
-    pub fn split(&self, unseen: usize, seed: u64) -> anyhow::Result<Split> {
+    /// The study's split (see the module docs). `unseen` must leave at least 2 seen species;
+    /// `validation_photos` (default: 20%) is capped so that 2 photos of each species are left to
+    /// train on.
+    pub fn split(&self, unseen: usize, seed: u64, validation_photos: Option<usize>) -> anyhow::Result<Split> {
         let species = self.species.len();
         if unseen + 2 > species {
             bail!("cannot hold out {unseen} unseen species: only {species} species have 2 or more photos");
@@ -116,9 +119,10 @@ impl Collection {
             samples.shuffle(&mut rng);
             // At least one validation photo, and at least two left to train on (a positive pair):
             // a species with only two photos trains on both.
-            let validation = match samples.len() {
-                0..=2 => 0,
-                n => ((n as f64 * VALIDATION_SHARE).round() as usize).clamp(1, n - 2),
+            let validation = match (samples.len(), validation_photos) {
+                (0..=2, _) => 0,
+                (n, Some(photos)) => photos.min(n - 2),
+                (n, None) => ((n as f64 * VALIDATION_SHARE).round() as usize).clamp(1, n - 2),
             };
             split.validation.extend(samples.drain(..validation));
             split.train.extend(samples);

@@ -2,10 +2,10 @@
 //! features as a baseline) on the study's split: training and validation photos of the seen
 //! species, and the held-out unseen species.
 //!
-//! Every metric is computed for four embedding variants, so what helps is measured rather than
-//! assumed: `plain` (the model's unit embedding), `centred` (minus the training-set mean, then
-//! re-normalised: SimpleShot), `flip` (the mean of the photo's and its mirror image's
-//! embeddings), and `centred+flip`.
+//! Every metric is computed for four embedding variants (a fifth with `--crops`), so what helps
+//! is measured rather than assumed: `plain` (the model's unit embedding), `centred` (minus the
+//! training-set mean, then re-normalised: SimpleShot), `flip` (the mean of the photo's and its
+//! mirror image's embeddings), and `centred+flip`.
 //!
 //! Where each metric's rows come from:
 //! - triplet accuracy: the training run's fixed validation triplets;
@@ -26,7 +26,12 @@
 //!   one find (1, 2, 3 views), named by the nearest prototype among all; two ways to combine the
 //!   views are measured side by side: the mean of their unit embeddings (what the device does,
 //!   `sporeprint_shared::find`) and the sum of their log-probabilities (which, for the table's
-//!   softmax, ranks species by the sum of the views' distances, whatever the temperature).
+//!   softmax, ranks species by the sum of the views' distances, whatever the temperature);
+//! - known finds: the validation photos of each seen species taken as the views of one find
+//!   against the training prototypes (finds of 2 need `train --validation-photos 2`: the data set
+//!   has 4 photos per species, and the default split holds out 1);
+//! - other open-set scores (`open_set_scores`): the same rule on the distance to the nearest
+//!   training photo and on the ratio of the nearest prototype's distance to the second's.
 
 use crate::atypicality::Atypicality;
 use crate::data::Collection;
@@ -65,6 +70,10 @@ pub struct EvalArgs {
     /// pair it with a run trained with that `--seed` (without --run: a run uses its own).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Validation photos per species of the baseline's split, as `train --validation-photos`
+    /// (without --run: a run uses its own).
+    #[arg(long)]
+    pub validation_photos: Option<usize>,
     /// k of the k-NN accuracy (the study used 5).
     #[arg(long, default_value_t = 5, value_parser = crate::train::at_least(1))]
     pub knn: usize,
@@ -168,6 +177,14 @@ pub struct VariantReport {
     /// The same queries as their shifted variants (absent in reports from before it).
     #[serde(default)]
     pub shifted: Option<ShiftedMetrics>,
+    /// Finds of known species: validation photos of one species as the views of one find, named
+    /// by the nearest training prototype. Views >= 2 need a run trained with
+    /// `--validation-photos 2` or more.
+    #[serde(default)]
+    pub known_finds: Vec<FindMetrics>,
+    /// Other open-set scores on the same photos, by name (see [`open_set_scores`]).
+    #[serde(default)]
+    pub open_set_scores: std::collections::BTreeMap<String, OpenSet>,
 }
 
 /// Metrics on the shifted variants of the query photos (the gallery, prototypes and enrollment
@@ -180,6 +197,9 @@ pub struct ShiftedMetrics {
     /// k-shot and finds of the unseen species (queries and views shifted); absent without them.
     pub kshot: Vec<KShot>,
     pub finds: Vec<FindMetrics>,
+    /// Finds of known species, their views shifted.
+    #[serde(default)]
+    pub known_finds: Vec<FindMetrics>,
 }
 
 /// The plain embeddings an evaluation measured, for plots (`RUN/embeddings.json`).
@@ -283,22 +303,22 @@ fn variant(raw: &Raw, flip: bool, centre: Option<&[f32]>) -> Vec<Vec<f32>> {
 pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> {
     let device = Device::cuda_if_available();
     // What is measured, and the split it was trained on (the baseline: --unseen, --seed).
-    let (network, backbone, unseen, seed, model) = match &args.run {
+    let (network, backbone, (unseen, seed, validation_photos), model) = match &args.run {
         Some(run) => {
             let (config, network) = train::load_run(run, train::BEST, device)?;
             let model = format!("{}{}", run.display(), if args.features { " (backbone features)" } else { "" });
-            (network, config.backbone, config.unseen, config.seed, model)
+            (network, config.backbone, (config.unseen, config.seed, config.validation_photos), model)
         }
         None => {
             // The head is never used: the baseline measures the backbone's features.
             let network = Network::pretrained(args.backbone, 1, device)?;
             let model = format!("pretrained {:?} features (untrained baseline)", args.backbone);
-            (network, args.backbone, args.unseen, args.seed, model)
+            (network, args.backbone, (args.unseen, args.seed, args.validation_photos), model)
         }
     };
     let features = args.features || args.run.is_none();
     let collection = Collection::scan(&args.data)?;
-    let split = collection.split(unseen, seed)?;
+    let split = collection.split(unseen, seed, validation_photos)?;
     let spec = backbone.preprocess();
     let train_cache = PhotoCache::load(&split.train, spec, "train photos");
     let validation_cache = PhotoCache::load(&split.validation, spec, "validation");
@@ -495,8 +515,13 @@ fn measure(
                 true => finds(args.draws, &prototypes, support, &mut rng),
                 false => vec![],
             },
+            known_finds: known_finds(args.draws, &prototypes, (&shifted.validation, validation_labels), &mut rng),
         }
     });
+    let known_finds = {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf1d5);
+        known_finds(args.draws, &prototypes, (validation, validation_labels), &mut rng)
+    };
 
     VariantReport {
         variant: name.to_string(),
@@ -509,7 +534,41 @@ fn measure(
         unseen: unseen_metrics,
         open_set: open_set(&known, &unseen_distances, args.keep),
         open_set_with_atypicality,
+        known_finds,
+        open_set_scores: open_set_scores((train, &prototypes), validation, unseen, args.keep),
     }
+}
+
+/// Open-set scores other than the distance to the nearest prototype, measured side by side so
+/// that a better rule for the device is chosen by measurement:
+/// - `nearest-photo`: the distance to the nearest training photo (k-NN with k = 1);
+/// - `nearest-to-second`: the nearest prototype's distance over the second nearest's (an
+///   ambiguous photo, between two species, scores high whatever its distances).
+fn open_set_scores(
+    (train, prototypes): (&[Vec<f32>], &std::collections::BTreeMap<usize, Vec<f32>>),
+    validation: &[Vec<f32>],
+    unseen: &[Vec<f32>],
+    keep: f64,
+) -> std::collections::BTreeMap<String, OpenSet> {
+    let nearest_photo = |e: &Vec<f32>| train.iter().map(|t| vector::euclidean(e, t)).fold(f32::INFINITY, f32::min);
+    let ratio = |e: &Vec<f32>| {
+        let (mut first, mut second) = (f32::INFINITY, f32::INFINITY);
+        for d in prototypes.values().map(|p| vector::euclidean(e, p)) {
+            (first, second) = if d < first { (d, first) } else { (first, second.min(d)) };
+        }
+        if second > 0.0 && second.is_finite() { first / second } else { 0.0 }
+    };
+    let score = |f: &dyn Fn(&Vec<f32>) -> f32| -> (Vec<f32>, Vec<f32>) {
+        (validation.iter().map(f).collect(), unseen.iter().map(f).collect())
+    };
+    let ((photo_known, photo_unseen), (ratio_known, ratio_unseen)) = (score(&nearest_photo), score(&ratio));
+    [
+        ("nearest-photo", open_set(&photo_known, &photo_unseen, keep)),
+        ("nearest-to-second", open_set(&ratio_known, &ratio_unseen, keep)),
+    ]
+    .into_iter()
+    .map(|(name, o)| (name.to_string(), o))
+    .collect()
 }
 
 /// The open-set rule on scores (larger: less like a known species) of known-species photos
@@ -598,29 +657,81 @@ fn finds(
                 views_of.push((label, views.to_vec()));
             }
         }
-        let labels: Vec<usize> = prototypes.keys().copied().collect();
-        let nearest = |scores: Vec<f32>| {
-            labels[scores.iter().enumerate().fold(0, |b, (i, &s)| if s < scores[b] { i } else { b })]
-        };
         for n in 1..=FIND_VIEWS {
-            let (mut mean_right, mut sum_right, mut total) = (0, 0, 0);
-            for (label, views) in views_of.iter().filter(|(_, v)| v.len() >= n) {
-                let views: Vec<&Vec<f32>> = views[..n].iter().map(|&i| &unseen[i]).collect();
-                let combined: Vec<find::View> =
-                    views.iter().map(|v| find::View { embedding: v, atypicality: 0.0 }).collect();
-                let (mean, _) = find::combine(&combined).expect("unit views");
-                mean_right +=
-                    usize::from(nearest(prototypes.values().map(|p| vector::euclidean(&mean, p)).collect()) == *label);
-                let summed = prototypes.values().map(|p| views.iter().map(|v| vector::euclidean(v, p)).sum()).collect();
-                sum_right += usize::from(nearest(summed) == *label);
-                total += 1;
-            }
-            if total > 0 {
-                hits[n - 1].0.push(mean_right as f64 / total as f64);
-                hits[n - 1].1.push(sum_right as f64 / total as f64);
+            let views: Vec<(usize, Vec<&[f32]>)> = views_of
+                .iter()
+                .filter(|(_, v)| v.len() >= n)
+                .map(|(label, v)| (*label, v[..n].iter().map(|&i| unseen[i].as_slice()).collect()))
+                .collect();
+            if let Some((mean, sum)) = find_top1(&prototypes, &views) {
+                hits[n - 1].0.push(mean);
+                hits[n - 1].1.push(sum);
             }
         }
     }
+    find_metrics(&hits)
+}
+
+/// Finds of 1..=[`FIND_VIEWS`] validation photos of each known species (drawn anew each draw),
+/// against the training prototypes; species with fewer photos are left out of the larger finds.
+fn known_finds(
+    draws: usize,
+    prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
+    (validation, labels): Labelled,
+    rng: &mut ChaCha8Rng,
+) -> Vec<FindMetrics> {
+    let groups = metrics::by_label(labels);
+    let mut hits = vec![(vec![], vec![]); FIND_VIEWS];
+    for _ in 0..draws.max(1) {
+        let shuffled: Vec<(usize, Vec<usize>)> = groups
+            .iter()
+            .map(|(&label, rows)| {
+                let mut rows = rows.clone();
+                rows.shuffle(rng);
+                (label, rows)
+            })
+            .collect();
+        for n in 1..=FIND_VIEWS {
+            let views: Vec<(usize, Vec<&[f32]>)> = shuffled
+                .iter()
+                .filter(|(_, rows)| rows.len() >= n)
+                .map(|(label, rows)| (*label, rows[..n].iter().map(|&i| validation[i].as_slice()).collect()))
+                .collect();
+            if let Some((mean, sum)) = find_top1(prototypes, &views) {
+                hits[n - 1].0.push(mean);
+                hits[n - 1].1.push(sum);
+            }
+        }
+    }
+    find_metrics(&hits)
+}
+
+/// The top-1 of finds (label, views) by both rules: the nearest prototype to the views' combined
+/// embedding (the device's rule), and the smallest sum of the views' distances. None without finds.
+fn find_top1(
+    prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
+    finds: &[(usize, Vec<&[f32]>)],
+) -> Option<(f64, f64)> {
+    if finds.is_empty() {
+        return None;
+    }
+    let labels: Vec<usize> = prototypes.keys().copied().collect();
+    let nearest =
+        |scores: Vec<f32>| labels[scores.iter().enumerate().fold(0, |b, (i, &s)| if s < scores[b] { i } else { b })];
+    let (mut mean_right, mut sum_right) = (0, 0);
+    for (label, views) in finds {
+        let combined: Vec<find::View> = views.iter().map(|v| find::View { embedding: v, atypicality: 0.0 }).collect();
+        let (mean, _) = find::combine(&combined).expect("unit views");
+        mean_right +=
+            usize::from(nearest(prototypes.values().map(|p| vector::euclidean(&mean, p)).collect()) == *label);
+        let summed = prototypes.values().map(|p| views.iter().map(|v| vector::euclidean(v, p)).sum()).collect();
+        sum_right += usize::from(nearest(summed) == *label);
+    }
+    Some((mean_right as f64 / finds.len() as f64, sum_right as f64 / finds.len() as f64))
+}
+
+/// Mean and spread over the draws of each find size's top-1 (by both rules).
+fn find_metrics(hits: &[(Vec<f64>, Vec<f64>)]) -> Vec<FindMetrics> {
     let summary = |v: &[f64]| {
         let (mean, std) = metrics::mean_and_spread(v);
         MeanSpread { mean, std }
@@ -715,6 +826,19 @@ pub fn table(report: &EvalReport) -> String {
             row(&|f| spread(&f.summed_log_probability_top1)),
         ));
     }
+    let known_views = report.variants.iter().flat_map(|v| v.known_finds.iter().map(|f| f.views)).max().unwrap_or(0);
+    for n in 1..=known_views {
+        lines.push((
+            format!("find of {n}, known species, mean emb."),
+            report
+                .variants
+                .iter()
+                .map(|v| {
+                    v.known_finds.iter().find(|f| f.views == n).map_or("-".into(), |f| spread(&f.mean_embedding_top1))
+                })
+                .collect(),
+        ));
+    }
     let shifted = |f: &dyn Fn(&ShiftedMetrics) -> Option<String>| -> Vec<String> {
         report.variants.iter().map(|v| v.shifted.as_ref().and_then(f).unwrap_or_else(|| "-".into())).collect()
     };
@@ -725,6 +849,12 @@ pub fn table(report: &EvalReport) -> String {
         lines.push((
             format!("shifted: {k}-shot, prototype top-1"),
             shifted(&|m| m.kshot.iter().find(|s| s.shots == *k).map(|s| spread(&s.prototype_top1))),
+        ));
+    }
+    for n in 1..=known_views {
+        lines.push((
+            format!("shifted: find of {n}, known species"),
+            shifted(&|m| m.known_finds.iter().find(|f| f.views == n).map(|f| spread(&f.mean_embedding_top1))),
         ));
     }
     for n in 1..=FIND_VIEWS {
@@ -752,6 +882,14 @@ pub fn table(report: &EvalReport) -> String {
     };
     lines.push(("+ atypicality: unseen rejected".into(), with_atypicality(&|o| pct_or_absent(o.unseen_rejected))));
     lines.push(("+ atypicality: AUROC".into(), with_atypicality(&auroc)));
+    let score_names: std::collections::BTreeSet<&String> =
+        report.variants.iter().flat_map(|v| v.open_set_scores.keys()).collect();
+    for name in score_names {
+        lines.push((
+            format!("{name}: AUROC"),
+            report.variants.iter().map(|v| v.open_set_scores.get(name).map_or("-".into(), auroc)).collect(),
+        ));
+    }
     let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     for (label, cells) in lines {
         out.push_str(&format!("{label:<width$}"));

@@ -119,7 +119,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     let (config, mut network) = train::load_run(&args.run, train::BEST, Device::Cpu)?;
     let data = args.data.clone().unwrap_or(config.data.clone());
     let collection = Collection::scan(&data)?;
-    let mut split = collection.split(config.unseen, config.seed)?;
+    let mut split = collection.split(config.unseen, config.seed, config.validation_photos)?;
     ensure!(args.int8 || args.default_variant == Precision::Fp32, "--default-variant int8 needs --int8");
     let spec = config.backbone.preprocess();
     let (inputs, skipped) = collection_inputs(&mut split, spec);

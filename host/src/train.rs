@@ -3,13 +3,15 @@
 //! Each epoch: (offline strategies) embed every training photo with the current model, mine one
 //! triplet per anchor, train on them in batches; (online strategies) train on P species x K
 //! photos batches with batch-hard or batch-all loss. Then measure the loss and triplet accuracy
-//! on fixed validation triplets, append to `metrics.jsonl`, checkpoint, and stop early when the
-//! validation loss has not improved for `patience` epochs.
+//! on fixed validation triplets and the validation photos' nearest-prototype accuracy, append to
+//! `metrics.jsonl`, checkpoint, and stop early when the best epoch (see [`RunState`]) has not
+//! changed for `patience` epochs.
 //!
 //! Run directory:
 //! - `config.json`: the configuration (what `--resume` and evaluation read back);
 //! - `checkpoint.safetensors`, `optimizer.safetensors`, `state.json`: the latest epoch;
-//! - `best.safetensors`: the weights of the epoch with the lowest validation loss;
+//! - `best.safetensors`: the weights of the best epoch (see [`RunState`]; with `--epochs 0`, the
+//!   initialised head);
 //! - `metrics.jsonl`: one line per epoch; `skipped.txt`: photos that could not be decoded.
 //!
 //! Every random choice comes from the seed and the epoch number, and the optimizer state is
@@ -77,6 +79,11 @@ pub struct TrainConfig {
     pub unseen: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Photos of each seen species held out for validation (default: 20%, at least 1; at most
+    /// all but 2). With 2, eval measures finds of 2 photos of known species.
+    #[arg(long)]
+    #[serde(default)]
+    pub validation_photos: Option<usize>,
     #[arg(long, default_value_t = 0.5, value_parser = positive)]
     pub margin: f64,
     /// Softmax temperature of proxy-softmax.
@@ -632,7 +639,7 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
     let device = Device::cuda_if_available();
     let spec = config.backbone.preprocess();
     let collection = Collection::scan(&config.data)?;
-    let split: Split = collection.split(config.unseen, config.seed)?;
+    let split: Split = collection.split(config.unseen, config.seed, config.validation_photos)?;
     let train = PhotoCache::load(&split.train, spec, "train photos");
     let validation = PhotoCache::load(&split.validation, spec, "validation");
     let skipped: Vec<(PathBuf, String)> = train.skipped.iter().chain(&validation.skipped).cloned().collect();

@@ -35,9 +35,9 @@ fn the_split_is_deterministic_disjoint_and_holds_out_the_last_species() {
     assert_eq!(collection.excluded, [("zz_lonely".to_string(), 1)]);
     assert_eq!(collection.species[1].edibility, sporeprint_shared::Edibility::Deadly);
 
-    let a = collection.split(2, 9).unwrap();
-    assert_eq!(a.train, collection.split(2, 9).unwrap().train);
-    assert_ne!(a.train, collection.split(2, 10).unwrap().train, "the seed matters");
+    let a = collection.split(2, 9, None).unwrap();
+    assert_eq!(a.train, collection.split(2, 9, None).unwrap().train);
+    assert_ne!(a.train, collection.split(2, 10, None).unwrap().train, "the seed matters");
     let train: HashSet<_> = a.train.iter().map(|s| &s.path).collect();
     let validation: HashSet<_> = a.validation.iter().map(|s| &s.path).collect();
     let unseen: HashSet<_> = a.unseen.iter().map(|s| &s.path).collect();
@@ -47,13 +47,18 @@ fn the_split_is_deterministic_disjoint_and_holds_out_the_last_species() {
     assert!(a.train.iter().chain(&a.validation).all(|s| s.label < 4));
     // 5 photos per seen species: 1 for validation, 4 for training.
     assert_eq!(validation.len(), 4);
+    // A fixed number held out per species, capped to leave 2 to train on.
+    let two = collection.split(2, 9, Some(2)).unwrap();
+    assert_eq!((two.train.len(), two.validation.len()), (12, 8));
+    let capped = collection.split(2, 9, Some(9)).unwrap();
+    assert_eq!((capped.train.len(), capped.validation.len()), (8, 12));
 
-    assert!(collection.split(5, 9).is_err(), "at least 2 seen species must remain");
+    assert!(collection.split(5, 9, None).is_err(), "at least 2 seen species must remain");
 
     // A species with exactly two photos trains on both (a positive pair), none for validation.
     let pair = tempfile::tempdir().unwrap();
     make_photos(pair.path(), 3, 2);
-    let split = Collection::scan(pair.path()).unwrap().split(0, 1).unwrap();
+    let split = Collection::scan(pair.path()).unwrap().split(0, 1, None).unwrap();
     assert_eq!((split.train.len(), split.validation.len()), (6, 0));
     assert!(Collection::scan(&data.path().join("missing")).unwrap_err().to_string().contains("no such data folder"));
     let empty = tempfile::tempdir().unwrap();
@@ -255,7 +260,7 @@ fn the_real_collection_splits_as_the_study_did() {
     assert_eq!(deathcap.scientific_name.as_deref(), Some("Amanita phalloides"), "from taxonomy.csv");
     assert_eq!(deathcap.genus.as_deref(), Some("Amanita"));
     assert!(collection.species.iter().all(|s| s.scientific_name.is_some() && s.genus.is_some()));
-    let split = collection.split(15, 0).unwrap();
+    let split = collection.split(15, 0, None).unwrap();
     assert_eq!((split.train.len(), split.validation.len(), split.unseen.len()), (555, 185, 60));
     let unseen: HashSet<&str> = split.unseen.iter().map(|s| collection.species[s.label].name.as_str()).collect();
     let last: HashSet<&str> = collection.species[185..].iter().map(|s| s.name.as_str()).collect();

@@ -1,4 +1,4 @@
-//! `sporeprint sync`: the host's side of a sync with a device over a serial line.
+//! `sporeprint-tables sync` (and the trainer's `sporeprint sync`): the host's side of a sync with a device over a serial line.
 //!
 //! - `--pull`: the device's table becomes the host's file.
 //! - `--push`: the host's file becomes the device's table.
@@ -76,11 +76,6 @@ pub fn table_model(table: &Path, model_dir: &Path) -> anyhow::Result<ModelFinger
     let header = store::load::<Vec<_>>(&shipped)
         .with_context(|| format!("{} does not exist yet, and the model's table cannot be read", table.display()))?;
     Ok(header.header().model_fingerprint)
-}
-
-/// The repository's shipped default model.
-pub fn shipped_model_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").join("models/default")
 }
 
 pub struct Sync<'a> {
@@ -231,6 +226,27 @@ impl Sync<'_> {
         }
         Ok(table)
     }
+}
+
+/// The outcome as a person reads it: one line.
+pub fn describe(outcome: &Outcome) -> String {
+    format!(
+        "{:?} with device {}: host {} species (revision {}), device {} species (revision {}); \
+         {} table bytes, {} bytes on the wire{}, {:.1} s",
+        outcome.mode,
+        outcome.device,
+        outcome.host.species,
+        outcome.host.revision,
+        outcome.device_table.species,
+        outcome.device_table.revision,
+        outcome.payload_bytes,
+        outcome.wire_bytes_sent + outcome.wire_bytes_received,
+        match outcome.resumed_bytes {
+            0 => String::new(),
+            n => format!(" ({n} bytes of an interrupted push not sent again)"),
+        },
+        outcome.seconds
+    )
 }
 
 /// A progress bar for table transfers (hidden when stderr is not a terminal).

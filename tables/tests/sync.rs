@@ -1,11 +1,10 @@
-//! Host <-> device sync over real pseudo-terminals: the host's `Sync` (and the `sporeprint sync`
-//! binary) against the device's `Server`, directly and through a relay that damages the line.
+//! Host <-> device sync over real pseudo-terminals: the host's `Sync` (and the
+//! `sporeprint-tables sync` binary) against the device's `Server`, directly and through a relay that damages the line.
 
 use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serialport::{SerialPort, TTYPort};
-use sporeprint_host::sync::{Mode, Outcome, Sync};
 use sporeprint_shared::merge::merge;
 use sporeprint_shared::sync::client::Patience;
 use sporeprint_shared::sync::message::CHUNK_LEN;
@@ -13,6 +12,7 @@ use sporeprint_shared::sync::server::{Device, Server};
 use sporeprint_shared::sync::{Key, Link};
 use sporeprint_shared::table::NewSpecies;
 use sporeprint_shared::{Edibility, Header, ModelFingerprint, Name, Origin, PreprocessSpec, Table, format, store};
+use sporeprint_tables::sync::{Mode, Outcome, Sync};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -367,7 +367,7 @@ fn a_damaged_or_cut_line_never_leaves_a_partial_table_and_a_rerun_completes() {
     assert!(completed >= trials * 3 / 10, "only {completed} of {trials} syncs completed despite retries");
 }
 
-/// The `sporeprint sync` binary against the device's server on a pty, with `--json`.
+/// The `sporeprint-tables sync` binary against the device's server on a pty, with `--json`.
 #[test]
 fn the_sync_command_merges_and_reports_json() {
     let (host, device) = diverged(6, 5);
@@ -377,7 +377,7 @@ fn the_sync_command_merges_and_reports_json() {
     let port = host_end.name().expect("the pty's path");
     drop(host_end);
     let (stop, server) = serve(device_end, &ends.device_table, None);
-    let output = Command::new(env!("CARGO_BIN_EXE_sporeprint"))
+    let output = Command::new(env!("CARGO_BIN_EXE_sporeprint-tables"))
         .args(["sync", "--merge", "--json", "--port", &port, "--table"])
         .arg(&ends.host_table)
         .output()
