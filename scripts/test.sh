@@ -19,6 +19,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== the shared core builds without std"
 cargo build -p sporeprint-shared --no-default-features --target thumbv7em-none-eabihf --locked
 
+echo "== the table tools build without libtorch or tract"
+# A target directory of their own, and a LIBTORCH that does not exist (.cargo/config.toml's
+# default does not override a set variable): torch-sys anywhere in the build would fail here.
+if cargo tree -p sporeprint-tables -e normal,build --locked | grep -E "torch|tract"; then
+  echo "sporeprint-tables depends on the above: it must build without libtorch and tract" >&2
+  exit 1
+fi
+LIBTORCH=/nonexistent/libtorch cargo build -p sporeprint-tables --locked --target-dir target/without-torch
+
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
 

@@ -15,6 +15,8 @@ const SIDE: usize = 1024;
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Peak {
     pub threads: usize,
+    /// Products timed (the rates are their medians).
+    pub runs: usize,
     /// f32 multiply-adds x 2 per second.
     pub f32_gflops: f64,
     /// i8 x i8 -> i32 multiply-adds x 2 per second.
@@ -43,6 +45,7 @@ pub fn peak(threads: usize, runs: usize) -> TractResult<Peak> {
     };
     Ok(Peak {
         threads,
+        runs,
         f32_gflops: rate(f32::datum_type(), f32::datum_type())?,
         i8_gops: rate(i8::datum_type(), i32::datum_type())?,
     })

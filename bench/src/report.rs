@@ -75,10 +75,11 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(md, "# sporeprint benchmarks\n");
     let _ = writeln!(
         md,
-        "Written by `bench/run.sh` (which runs `sporeprint-bench`; see bench/README.md). Machine: {}. tract 0.23.9, \
+        "Written by `bench/run.sh` (which runs `sporeprint-bench`; see bench/README.md). Machine: {}. tract {}, \
          ONNX Runtime {}. Latencies are medians of {} runs after {} warm-up runs, with the 10th-90th percentile \
          range in brackets, in milliseconds; everything below comes from one run of the harness.\n",
         r.machine.describe(),
+        env!("TRACT_VERSION"),
         r.onnx_runtime_version.as_deref().unwrap_or("(not available)"),
         r.runs,
         r.warmup
@@ -170,7 +171,8 @@ pub fn markdown(r: &Results) -> String {
     }
 
     let _ = writeln!(md, "## The machine's limit\n");
-    let _ = writeln!(md, "tract's own kernels on a 1024x1024x1024 matrix product (median of 10):\n");
+    let products = r.peaks.first().map_or(0, |p| p.runs);
+    let _ = writeln!(md, "tract's own kernels on a 1024x1024x1024 matrix product (median of {products}):\n");
     let _ = writeln!(md, "| threads | f32 GFLOP/s | i8 x i8 -> i32 GOP/s |\n|---:|---:|---:|");
     for p in &r.peaks {
         let _ = writeln!(md, "| {} | {:.1} | {:.1} |", p.threads, p.f32_gflops, p.i8_gops);
@@ -278,9 +280,10 @@ pub fn markdown(r: &Results) -> String {
          single thread) over to a Pi core's assumed sustained f32 matrix-product rate; tract's ARM kernels are its \
          most tuned, so the real ratio may be better, and memory bandwidth (much lower on a Pi) may make it worse. \
          fp32 only: a Pi 4's Cortex-A72 has no int8 dot-product instructions, so this machine's int8 efficiency \
-         says nothing about it. One known difference in the Pi's favour: tract 0.23.9's depthwise convolution \
+         says nothing about it. One known difference in the Pi's favour: tract {}'s depthwise convolution \
          kernel is vectorised on aarch64 for strides 1 to 3 (NEON) but on x86-64 only for stride 1 (AVX, no FMA), \
-         so EfficientNet-Lite0's largest cost here is likely smaller there.\n"
+         so EfficientNet-Lite0's largest cost here is likely smaller there.\n",
+        env!("TRACT_VERSION")
     );
     let mut header = "| model |".to_string();
     let mut rule = "|---|".to_string();
@@ -358,7 +361,7 @@ mod tests {
             machine: Machine { cpu: "test CPU".into(), threads: 1, vector_isa: vec![], arch: "x86_64".into() },
             runs: 1,
             warmup: 0,
-            peaks: vec![Peak { threads: 1, f32_gflops: 100.0, i8_gops: 400.0 }],
+            peaks: vec![Peak { threads: 1, runs: 10, f32_gflops: 100.0, i8_gops: 400.0 }],
             latencies: vec![
                 Latency {
                     model: model("fp32"),

@@ -9,6 +9,7 @@ use crate::{bench, enroll, identify, serve, species};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sporeprint_shared::Edibility;
+use sporeprint_tables::cli::SpeciesAction;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,7 +154,7 @@ pub enum Command {
         /// mushroom) instead of adding a view to the current one.
         #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
         find_pause: f64,
-        /// Also answer `sporeprint sync` on this serial port (e.g. /dev/ttyGS0) while in the field.
+        /// Also answer `sporeprint-tables sync` on this serial port (e.g. /dev/ttyGS0) while in the field.
         #[arg(long)]
         sync_port: Option<PathBuf>,
         #[arg(long, default_value_t = 115_200)]
@@ -162,7 +163,7 @@ pub enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
     },
-    /// Answer `sporeprint sync` from the host on a serial port until stopped (Ctrl-C).
+    /// Answer `sporeprint-tables sync` from the host on a serial port until stopped (Ctrl-C).
     Serve {
         #[command(flatten)]
         model: ModelArgs,
@@ -171,23 +172,6 @@ pub enum Command {
     },
     /// Print what the tables and models of this build agree on (format version).
     Info,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SpeciesAction {
-    /// Every species in the table.
-    List,
-    Rename {
-        old: String,
-        new: String,
-    },
-    Remove {
-        name: String,
-    },
-    SetEdibility {
-        name: String,
-        edibility: Edibility,
-    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -207,18 +191,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Species { model, action, json } => {
             let (model, table) = model.open()?;
-            let change = match action {
-                SpeciesAction::List => {
-                    let listing = species::list(&model.open_table(&table)?);
-                    match json {
-                        true => println!("{}", serde_json::to_string(&listing)?),
-                        false => println!("{}", species::describe(&listing)),
-                    }
-                    return Ok(());
+            let Some(change) = action.change() else {
+                let listing = species::list(&model.open_table(&table)?);
+                match json {
+                    true => println!("{}", serde_json::to_string(&listing)?),
+                    false => println!("{}", species::describe(&listing)),
                 }
-                SpeciesAction::Rename { old, new } => species::Change::Rename { old, new },
-                SpeciesAction::Remove { name } => species::Change::Remove { name },
-                SpeciesAction::SetEdibility { name, edibility } => species::Change::SetEdibility { name, edibility },
+                return Ok(());
             };
             let done = species::change(&model, &table, &change)?;
             match json {

@@ -23,20 +23,7 @@ pub struct Model {
     pub embedder: Embedder,
 }
 
-/// Where the Debian package installs the default model.
-pub const INSTALLED_MODEL: &str = "/usr/share/sporeprint/models/default";
-
-/// `--model`, else `SPOREPRINT_MODEL`, else the installed default (the `.deb`), else the
-/// repository's shipped default (a build from source).
-pub fn model_dir(flag: Option<&Path>) -> PathBuf {
-    let repository = || Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").join("models/default");
-    flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("SPOREPRINT_MODEL").map(PathBuf::from))
-        .or_else(|| {
-            Some(PathBuf::from(INSTALLED_MODEL)).filter(|p| p.join(sporeprint_shared::manifest::MANIFEST).exists())
-        })
-        .unwrap_or_else(repository)
-}
+pub use sporeprint_shared::manifest::{INSTALLED_MODEL, model_dir};
 
 impl Model {
     /// Loads the folder's `variant` (default: the manifest's) and checks the embedder is the

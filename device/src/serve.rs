@@ -1,4 +1,4 @@
-//! `sporeprint-device serve`: answers the host's `sporeprint sync` on a serial port (on a Pi in
+//! `sporeprint-device serve`: answers the host's `sporeprint-tables sync` on a serial port (on a Pi in
 //! USB gadget mode, `/dev/ttyGS0`). Also run beside field mode when `run --sync-port` is given.
 
 use crate::model::Model;

@@ -3,12 +3,8 @@
 use crate::eval::{self, EvalArgs};
 use crate::export::{self, ExportArgs};
 use crate::report::{self, ReportArgs};
-use crate::sync;
 use crate::train::{self, TrainConfig};
 use clap::{Parser, Subcommand};
-use indicatif::ProgressBar;
-use sporeprint_shared::sync::client::Patience;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -39,39 +35,7 @@ pub enum Command {
     /// Write what a device needs: the ONNX embedder, the prototype table and model.toml.
     Export(ExportArgs),
     /// Exchange prototype tables with a device over a serial line (`sporeprint-device serve`).
-    Sync(SyncArgs),
-}
-
-#[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["pull", "push", "merge"])))]
-pub struct SyncArgs {
-    /// Serial port the device is on (a USB gadget shows up as /dev/ttyACM0).
-    #[arg(long)]
-    pub port: PathBuf,
-    /// The host's prototype table.
-    #[arg(long)]
-    pub table: PathBuf,
-    /// The device's table becomes the host's.
-    #[arg(long)]
-    pub pull: bool,
-    /// The host's table becomes the device's.
-    #[arg(long)]
-    pub push: bool,
-    /// Both tables become the merge of the two, keeping every side's enrollments and edits.
-    #[arg(long)]
-    pub merge: bool,
-    #[arg(long, default_value_t = 115_200)]
-    pub baud: u32,
-    /// Pairing key shared with the device: every frame is signed with it (HMAC-SHA256).
-    #[arg(long)]
-    pub key: Option<PathBuf>,
-    /// Model folder whose table says which model a first --pull is for (when --table does not
-    /// exist yet). Default: the repository's models/default.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Print the outcome as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    Sync(sporeprint_tables::cli::SyncArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -155,43 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sync(args) => {
-            let mode = match (args.pull, args.push) {
-                (true, _) => sync::Mode::Pull,
-                (_, true) => sync::Mode::Push,
-                _ => sync::Mode::Merge,
-            };
-            let sync = sync::Sync::new(
-                &args.table,
-                sync::table_model(&args.table, &args.model.unwrap_or_else(sync::shipped_model_dir))?,
-                args.key.as_deref().map(sporeprint_shared::sync::read_key).transpose()?,
-                Patience::for_baud(args.baud),
-                if args.json { ProgressBar::hidden() } else { sync::transfer_bar() },
-            );
-            let outcome = sync.run(sync::open_port(&args.port, args.baud)?, mode)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&outcome)?);
-            } else {
-                println!(
-                    "{:?} with device {}: host {} species (revision {}), device {} species (revision {}); \
-                     {} table bytes, {} bytes on the wire{}, {:.1} s",
-                    outcome.mode,
-                    outcome.device,
-                    outcome.host.species,
-                    outcome.host.revision,
-                    outcome.device_table.species,
-                    outcome.device_table.revision,
-                    outcome.payload_bytes,
-                    outcome.wire_bytes_sent + outcome.wire_bytes_received,
-                    match outcome.resumed_bytes {
-                        0 => String::new(),
-                        n => format!(" ({n} bytes of an interrupted push not sent again)"),
-                    },
-                    outcome.seconds
-                );
-            }
-            Ok(())
-        }
+        Command::Sync(args) => sporeprint_tables::cli::sync(&args),
         Command::Report(args) => {
             let index = report::report(&args)?;
             println!("{}", index.display());

@@ -1,4 +1,5 @@
-//! sporeprint's host side: the trainer, evaluation, export and the host end of serial sync.
+//! sporeprint's host side: the trainer, evaluation and export. Sync and the tables' care are
+//! `sporeprint-tables` (no libtorch), which `sporeprint sync` calls.
 //! Each command is a module; `main.rs` only parses arguments and calls into here.
 
 pub mod adam;
@@ -16,5 +17,4 @@ pub mod onnx;
 pub mod pipeline;
 pub mod report;
 pub mod shift;
-pub mod sync;
 pub mod train;

@@ -11,6 +11,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod catalog;
 pub mod classify;
 pub mod confidence;
 pub mod find;

@@ -12,6 +12,19 @@ use std::path::{Path, PathBuf};
 use std::string::String;
 
 pub const MANIFEST: &str = "model.toml";
+
+/// Where the Debian package installs the default model.
+pub const INSTALLED_MODEL: &str = "/usr/share/sporeprint/models/default";
+
+/// The model folder a command uses: `--model`, else `SPOREPRINT_MODEL`, else the installed
+/// default (the `.deb`), else the repository's shipped default (a build from source).
+pub fn model_dir(flag: Option<&Path>) -> PathBuf {
+    let repository = || Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").join("models/default");
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SPOREPRINT_MODEL").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from(INSTALLED_MODEL)).filter(|p| p.join(MANIFEST).exists()))
+        .unwrap_or_else(repository)
+}
 pub const FORMAT: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,9 +5,10 @@
 //!   the real photos it never caught up with them (see the README's results).
 //! - [`HeadKind::Residual`]: the same three layers added to a linear projection of the
 //!   mean-centred features, `P (f - c) + mlp(f - c)`. `c` is the training features' mean and `P`
-//!   their whitened principal directions (computed by [`Head::initialise`]), and the MLP's last
-//!   layer starts at zero, so training starts from centred, PCA-whitened features — measured as
-//!   good as or better than the raw features — and the MLP only has to learn corrections.
+//!   their half-whitened principal directions or, with [`Projection::Lda`], their discriminant
+//!   directions (computed by [`Head::initialise`]), and the MLP's last layer starts at zero, so
+//!   training starts from that projection of the centred features — measured as good as or
+//!   better than the raw features — and the MLP only has to learn corrections.
 
 use crate::atypicality::Atypicality;
 use crate::onnx::{Attribute, Graph};
@@ -21,7 +22,7 @@ pub const HIDDEN: [i64; 2] = [512, 256];
 pub enum HeadKind {
     /// The study's 3-layer MLP.
     Study,
-    /// Centring + whitened PCA projection, plus the 3-layer MLP as a residual.
+    /// Centring + a linear projection (half-whitened PCA or LDA), plus the 3-layer MLP as a residual.
     #[default]
     Residual,
 }
