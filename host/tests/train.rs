@@ -187,6 +187,12 @@ fn eval_measures_a_trained_run_on_every_variant() {
         assert_eq!(views, [1, 2, 3], "{v:?}");
         let one = &unseen.finds[0];
         assert_eq!(one.mean_embedding_top1.mean, one.summed_log_probability_top1.mean);
+        // One validation photo per species: known finds of one view, which are the photos alone.
+        assert_eq!(v.known_finds.iter().map(|f| f.views).collect::<Vec<_>>(), [1], "{v:?}");
+        assert!((v.known_finds[0].mean_embedding_top1.mean - v.prototype_top1).abs() < 1e-9, "{v:?}");
+        let scores: Vec<&String> = v.open_set_scores.keys().collect();
+        assert_eq!(scores, ["nearest-photo", "nearest-to-second"], "{v:?}");
+        assert!(v.open_set_scores.values().all(|o| o.auroc.is_some_and(|a| (0.0..=1.0).contains(&a))), "{v:?}");
         // The shifted queries are measured on the four plain variants (not with --crops' views).
         match (v.variant.as_str(), &v.shifted) {
             ("centred+flip+crops", shifted) => assert!(shifted.is_none()),
@@ -199,6 +205,24 @@ fn eval_measures_a_trained_run_on_every_variant() {
             (name, None) => panic!("{name}: no shifted metrics"),
         }
     }
+    // Trained with two validation photos per species: known finds of 2 views too.
+    let two_out = tempfile::tempdir().unwrap();
+    let two_config =
+        train::TrainConfig { validation_photos: Some(2), ..config(data.path(), two_out.path(), Mining::BatchHard, 1) };
+    run(two_config, false);
+    let two = {
+        let _one_at_a_time = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        eval::evaluate(&eval::EvalArgs { crops: false, ..common::eval_args(two_out.path(), data.path()) }).unwrap().0
+    };
+    assert_eq!((two.train_photos, two.validation_photos), (18, 12));
+    for v in &two.variants {
+        assert_eq!(v.known_finds.iter().map(|f| f.views).collect::<Vec<_>>(), [1, 2], "{v:?}");
+        let shifted = v.shifted.as_ref().unwrap();
+        assert_eq!(shifted.known_finds.iter().map(|f| f.views).collect::<Vec<_>>(), [1, 2], "{v:?}");
+        // Both photos of every species make the find of 2: one draw is all draws.
+        assert_eq!(v.known_finds[1].mean_embedding_top1.std, 0.0, "{v:?}");
+    }
+    assert!(eval::table(&two).contains("find of 2, known species"));
     let table = eval::table(&report);
     assert!(
         table.contains("find of 3 (1-shot), mean embedding") && table.contains("shifted: prototype top-1"),
