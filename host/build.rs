@@ -5,7 +5,7 @@
 //!   references its symbols directly, so the linker would drop it, and without it loaded
 //!   libtorch reports no GPU even on a machine with one.
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Ok(libtorch) = std::env::var("LIBTORCH") else { return };
     let lib = std::path::Path::new(&libtorch).join("lib");

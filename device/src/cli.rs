@@ -174,6 +174,18 @@ pub enum Command {
     Info,
 }
 
+/// The binary's whole `main`: one line, `error: ` and the chain of causes joined by ": "
+/// (anyhow's `{:#}`), never the multi-line Debug dump `fn main() -> Result` prints.
+pub fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Identify { model, top_k, json, find: true, photos } => run_find(&model, top_k, json, &photos),

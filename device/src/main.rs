@@ -1,14 +1,3 @@
-use clap::Parser;
-use std::process::ExitCode;
-
-/// One line, `error: ` and the chain of causes joined by ": " (anyhow's `{:#}`), never the
-/// multi-line Debug dump `fn main() -> Result` prints.
-fn main() -> ExitCode {
-    match sporeprint_device::cli::run(sporeprint_device::cli::Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    sporeprint_device::cli::main()
 }

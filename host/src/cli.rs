@@ -38,6 +38,18 @@ pub enum Command {
     Sync(sporeprint_tables::cli::SyncArgs),
 }
 
+/// The binary's whole `main`: one line, `error: ` and the chain of causes joined by ": "
+/// (anyhow's `{:#}`), never the multi-line Debug dump `fn main() -> Result` prints.
+pub fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train { config, resume, json } => {

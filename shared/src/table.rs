@@ -499,10 +499,13 @@ impl<E: EntryStore> PrototypeTable<E> {
         self.header.revision += 1;
     }
 
+    /// An id no entry has and no removal remembers: a species removed and then enrolled again
+    /// under its old name must not take the old id, or the removal's tombstone would cover the
+    /// new enrollment at the next merge and its shots would be lost.
     fn fresh_id(&self, name: &Name, origin: Origin) -> SpeciesId {
         (0..)
             .map(|salt| SpeciesId::derive(name, origin, salt))
-            .find(|&id| self.get_by_id(id).is_none())
+            .find(|&id| self.get_by_id(id).is_none() && self.tombstones.binary_search_by_key(&id, |t| t.id).is_err())
             .expect("a free id among 2^32 salts")
     }
 }

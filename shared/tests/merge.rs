@@ -61,6 +61,24 @@ fn removals_sync_unless_the_other_side_changed_the_species_since() {
     assert!(again.get("species 0").is_none());
 }
 
+/// Found by the end-to-end chain: a species removed and enrolled again under its old name took
+/// its old id, so the removal's tombstone covered the new enrollment and a merge dropped it.
+#[test]
+fn a_species_enrolled_again_after_its_removal_survives_the_merge() {
+    let mut rng = Rng(4);
+    let ancestor = random_table(4, 3, 8);
+    let mut device = ancestor.clone();
+    let old_id = device.get("species 1").unwrap().id;
+    device.remove("species 1").unwrap();
+    device.add_species(species("species 1", Edibility::Inedible), &shots(&mut rng, 3, 8)).unwrap();
+    assert_ne!(device.get("species 1").unwrap().id, old_id, "a removed species' id is not given out again");
+    for merged in [merge(&ancestor, &device).unwrap(), merge(&device, &ancestor).unwrap()] {
+        let entry = merged.get("species 1").expect("the new enrollment is kept");
+        assert_eq!((entry.prototype.shots, entry.edibility), (3, Edibility::Inedible));
+        assert_eq!(merged.len(), 3);
+    }
+}
+
 #[test]
 fn one_species_enrolled_on_both_sides_becomes_one_entry_with_all_shots() {
     let mut rng = Rng(4);
