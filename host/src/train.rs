@@ -210,6 +210,44 @@ pub struct EpochMetrics {
     pub seconds: f64,
 }
 
+impl RunState {
+    /// Records a finished epoch; whether it is the new best (see the type's docs).
+    fn record(&mut self, metrics: &EpochMetrics) -> bool {
+        self.epochs_done = metrics.epoch;
+        let better = match (self.best_validation_accuracy, self.best_validation_loss) {
+            (Some(accuracy), Some(loss)) => {
+                (metrics.validation_prototype_accuracy, -metrics.validation_loss) > (accuracy, -loss)
+            }
+            _ => true,
+        };
+        if better {
+            self.best_validation_accuracy = Some(metrics.validation_prototype_accuracy);
+            self.best_validation_loss = Some(metrics.validation_loss);
+            self.best_epoch = Some(metrics.epoch);
+            self.epochs_without_improvement = 0;
+        } else {
+            self.epochs_without_improvement += 1;
+        }
+        better
+    }
+}
+
+impl EpochMetrics {
+    /// The epoch's line on stderr.
+    pub fn describe(&self) -> String {
+        format!(
+            "epoch {:>3}: train loss {:.4} acc {:.3} | validation loss {:.4} acc {:.3} prototype top-1 {:.3} | {:.0}s",
+            self.epoch,
+            self.train_loss,
+            self.train_triplet_accuracy,
+            self.validation_loss,
+            self.validation_triplet_accuracy,
+            self.validation_prototype_accuracy,
+            self.seconds
+        )
+    }
+}
+
 pub const CONFIG: &str = "config.json";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const BEST: &str = "best.safetensors";
@@ -621,69 +659,18 @@ pub struct TrainSummary {
 }
 
 /// Trains (or, with `resume`, continues) the run in `config.out`.
-pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) -> anyhow::Result<TrainSummary> {
+pub fn train(config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) -> anyhow::Result<TrainSummary> {
+    let (config, mut state) = open_run(config, resume)?;
     let run = config.out.clone();
-    let mut state = RunState::default();
-    if resume {
-        let saved: TrainConfig = read_json(&run.join(CONFIG)).context("--resume needs an existing run")?;
-        // Everything but the epoch budget comes from the run being resumed.
-        config = TrainConfig { epochs: config.epochs, out: run.clone(), ..saved };
-        state = read_json(&run.join(STATE))?;
-    } else if run.join(STATE).exists() {
-        bail!("{} already holds a run: pass --resume to continue it, or choose another --out", run.display());
-    }
-    config.check()?;
-    std::fs::create_dir_all(&run).with_context(|| format!("{}: cannot create the run directory", run.display()))?;
-    save_json(&run.join(CONFIG), &config)?;
-
     let device = Device::cuda_if_available();
-    let spec = config.backbone.preprocess();
-    let collection = Collection::scan(&config.data)?;
-    let split: Split = collection.split(config.unseen, config.seed, config.validation_photos)?;
-    let train = PhotoCache::load(&split.train, spec, "train photos");
-    let validation = PhotoCache::load(&split.validation, spec, "validation");
-    let skipped: Vec<(PathBuf, String)> = train.skipped.iter().chain(&validation.skipped).cloned().collect();
-    let mut text = String::new();
-    for (path, problem) in &skipped {
-        text.push_str(&format!("{}\t{problem}\n", path.display()));
-    }
-    std::fs::write(run.join(SKIPPED), text)?;
-    ensure!(train.len() >= 2, "{}: fewer than 2 decodable training photos", config.data.display());
-    eprintln!(
-        "{} species ({} held out as unseen), {} training / {} validation photos, device {device:?}",
-        collection.species.len(),
-        config.unseen,
-        train.len(),
-        validation.len()
-    );
-
-    // Initial weights are random too: seed before creating them.
-    tch::manual_seed(config.seed as i64);
-    let mut network = Network::new(&config, device);
-    // One proxy per species of the collection (indexed by label; unseen ones are never trained).
-    let proxies = (config.mining == Mining::ProxySoftmax).then(|| {
-        network.vs.root().var("proxies", &[collection.species.len() as i64, config.embedding_dim], nn::Init::Const(0.0))
-    });
-    if state.epochs_done == 0 {
-        let weights = config.weights.clone().or_else(|| default_weights(config.backbone));
-        if let Some(weights) = weights {
-            ensure!(
-                weights.exists(),
-                "{}: pretrained weights missing (run scripts/setup.sh or pass --weights)",
-                weights.display()
-            );
-            let loaded = load_backbone_weights(&network.vs, &weights)?;
-            eprintln!("loaded {loaded} pretrained backbone tensors from {}", weights.display());
-        }
-    } else {
-        let checkpoint = run.join(CHECKPOINT);
-        network.vs.load(&checkpoint).with_context(|| format!("{}: cannot resume", checkpoint.display()))?;
-    }
+    let photos = Photos::load(&config, device)?;
+    let (network, proxies) = start_network(&config, &state, photos.collection.species.len(), device)?;
     // Built before the head starts, which then reuses the training photos' features.
     let features = (config.freeze_backbone && (config.no_augment || config.feature_views > 0))
-        .then(|| FeatureCache::new(&network, (&train, &validation), &config));
+        .then(|| FeatureCache::new(&network, (&photos.train, &photos.validation), &config));
+    let mut network = network;
     if state.epochs_done == 0 {
-        initialise(&mut network, &train, features.as_ref().map(|f| &f.train), proxies.as_ref(), &config);
+        initialise(&mut network, &photos.train, features.as_ref().map(|f| &f.train), proxies.as_ref(), &config);
     }
     let trainable: Vec<(String, Tensor)> = variables(&network.vs)
         .into_iter()
@@ -694,41 +681,189 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
         adam.load_state(&run.join(OPTIMIZER))?;
     }
 
-    let validation_set = validation_triplets(&train, &validation, config.seed);
-    let augment = (!config.no_augment).then(Augment::default);
+    let epochs = Epochs {
+        network: &network,
+        photos: &photos,
+        features: features.as_ref(),
+        proxies: proxies.as_ref(),
+        validation_set: validation_triplets(&photos.train, &photos.validation, config.seed),
+        augment: (!config.no_augment).then(Augment::default),
+        config: &config,
+        interrupt: &interrupt,
+    };
     if config.epochs == 0 && state.epochs_done == 0 {
         // No gradient steps: the head's fitted start (e.g. `--projection lda`) is the model.
-        let (out, accuracy) =
-            validate(&network, (&train, &validation), features.as_ref(), &validation_set, config.margin);
+        let (out, accuracy) = epochs.validate();
         eprintln!("0 epochs: the fitted head as it starts, validation prototype top-1 {:.1}%", accuracy * 100.0);
-        state.best_validation_accuracy = Some(accuracy);
-        state.best_validation_loss = Some(out.loss.double_value(&[]));
+        (state.best_validation_accuracy, state.best_validation_loss) =
+            (Some(accuracy), Some(out.loss.double_value(&[])));
         state.best_epoch = Some(0);
         let weights = variables(&network.vs);
         save_tensors(&run.join(BEST), &weights)?;
         save_checkpoint(&run, &weights, &adam, &state)?;
     }
-    let mut interrupted = false;
-    let mut stopped_early = false;
+    let (mut interrupted, mut stopped_early) = (false, false);
     for epoch in state.epochs_done..config.epochs {
         if state.epochs_without_improvement >= config.patience {
             stopped_early = true;
             break;
         }
+        let Some(metrics) = epochs.run(epoch, &mut adam) else {
+            // The epoch restarts from its beginning with these weights on --resume.
+            save_checkpoint(&run, &variables(&network.vs), &adam, &state)?;
+            eprintln!("interrupted: checkpoint saved in {}; continue with --resume", run.display());
+            interrupted = true;
+            break;
+        };
+        eprintln!("{}", metrics.describe());
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(run.join(METRICS))?;
+        writeln!(log, "{}", serde_json::to_string(&metrics)?)?;
+        let weights = variables(&network.vs);
+        if state.record(&metrics) {
+            save_tensors(&run.join(BEST), &weights)?;
+        }
+        save_checkpoint(&run, &weights, &adam, &state)?;
+    }
+    photos.report_left_out();
+    Ok(TrainSummary {
+        epochs_done: state.epochs_done,
+        best_epoch: state.best_epoch,
+        best_validation_accuracy: state.best_validation_accuracy,
+        best_validation_loss: state.best_validation_loss,
+        stopped_early,
+        interrupted,
+        skipped: photos.skipped.into_iter().map(|(path, _)| path).collect(),
+        excluded_species: photos.collection.excluded.iter().map(|(name, _)| name.clone()).collect(),
+    })
+}
+
+/// The run directory, new or resumed: its configuration (a resumed run keeps its own, but for
+/// the epoch budget) saved, and where it stands.
+fn open_run(mut config: TrainConfig, resume: bool) -> anyhow::Result<(TrainConfig, RunState)> {
+    let run = config.out.clone();
+    let mut state = RunState::default();
+    if resume {
+        let saved: TrainConfig = read_json(&run.join(CONFIG)).context("--resume needs an existing run")?;
+        config = TrainConfig { epochs: config.epochs, out: run.clone(), ..saved };
+        state = read_json(&run.join(STATE))?;
+    } else if run.join(STATE).exists() {
+        bail!("{} already holds a run: pass --resume to continue it, or choose another --out", run.display());
+    }
+    config.check()?;
+    std::fs::create_dir_all(&run).with_context(|| format!("{}: cannot create the run directory", run.display()))?;
+    save_json(&run.join(CONFIG), &config)?;
+    Ok((config, state))
+}
+
+/// The split's decoded photos, and the files and species left out of them.
+struct Photos {
+    collection: Collection,
+    train: PhotoCache,
+    validation: PhotoCache,
+    /// Photos that could not be decoded, with the reason (also in `RUN/skipped.txt`).
+    skipped: Vec<(PathBuf, String)>,
+}
+
+impl Photos {
+    fn load(config: &TrainConfig, device: Device) -> anyhow::Result<Photos> {
+        let spec = config.backbone.preprocess();
+        let collection = Collection::scan(&config.data)?;
+        let split: Split = collection.split(config.unseen, config.seed, config.validation_photos)?;
+        let train = PhotoCache::load(&split.train, spec, "train photos");
+        let validation = PhotoCache::load(&split.validation, spec, "validation");
+        let skipped: Vec<(PathBuf, String)> = train.skipped.iter().chain(&validation.skipped).cloned().collect();
+        let text: String = skipped.iter().map(|(path, problem)| format!("{}\t{problem}\n", path.display())).collect();
+        std::fs::write(config.out.join(SKIPPED), text)?;
+        ensure!(train.len() >= 2, "{}: fewer than 2 decodable training photos", config.data.display());
+        eprintln!(
+            "{} species ({} held out as unseen), {} training / {} validation photos, device {device:?}",
+            collection.species.len(),
+            config.unseen,
+            train.len(),
+            validation.len()
+        );
+        Ok(Photos { collection, train, validation, skipped })
+    }
+
+    /// Says on stderr which photos and species the run could not use.
+    fn report_left_out(&self) {
+        if !self.skipped.is_empty() {
+            eprintln!("skipped {} unreadable photo(s):", self.skipped.len());
+            for (path, problem) in &self.skipped {
+                eprintln!("  {}: {problem}", path.display());
+            }
+        }
+        let excluded: Vec<&str> = self.collection.excluded.iter().map(|(name, _)| name.as_str()).collect();
+        if !excluded.is_empty() {
+            eprintln!("excluded {} species with fewer than 2 photos: {}", excluded.len(), excluded.join(", "));
+        }
+    }
+}
+
+/// The network with its starting weights (pretrained, or the checkpoint of a resumed run), and
+/// the proxies of proxy-softmax (one per species of the collection, indexed by label; unseen
+/// ones are never trained).
+fn start_network(
+    config: &TrainConfig,
+    state: &RunState,
+    species: usize,
+    device: Device,
+) -> anyhow::Result<(Network, Option<Tensor>)> {
+    // Initial weights are random too: seed before creating them.
+    tch::manual_seed(config.seed as i64);
+    let mut network = Network::new(config, device);
+    let proxies = (config.mining == Mining::ProxySoftmax)
+        .then(|| network.vs.root().var("proxies", &[species as i64, config.embedding_dim], nn::Init::Const(0.0)));
+    if state.epochs_done > 0 {
+        let checkpoint = config.out.join(CHECKPOINT);
+        network.vs.load(&checkpoint).with_context(|| format!("{}: cannot resume", checkpoint.display()))?;
+    } else if let Some(weights) = config.weights.clone().or_else(|| default_weights(config.backbone)) {
+        ensure!(
+            weights.exists(),
+            "{}: pretrained weights missing (run scripts/setup.sh or pass --weights)",
+            weights.display()
+        );
+        let loaded = load_backbone_weights(&network.vs, &weights)?;
+        eprintln!("loaded {loaded} pretrained backbone tensors from {}", weights.display());
+    }
+    Ok((network, proxies))
+}
+
+/// What every epoch trains and validates with.
+struct Epochs<'a> {
+    network: &'a Network,
+    photos: &'a Photos,
+    features: Option<&'a FeatureCache>,
+    proxies: Option<&'a Tensor>,
+    validation_set: Vec<Triplet>,
+    augment: Option<Augment>,
+    config: &'a TrainConfig,
+    interrupt: &'a AtomicBool,
+}
+
+impl Epochs<'_> {
+    fn validate(&self) -> (LossOutput, f64) {
+        let photos = (&self.photos.train, &self.photos.validation);
+        validate(self.network, photos, self.features, &self.validation_set, self.config.margin)
+    }
+
+    /// One epoch of steps (seeded by the epoch number), then validation; None when interrupted.
+    fn run(&self, epoch: usize, adam: &mut Adam) -> Option<EpochMetrics> {
+        let (config, network, train) = (self.config, self.network, &self.photos.train);
         let started = Instant::now();
         tch::manual_seed((config.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         let steps = if config.mining.is_online() {
-            online_steps(&train, &config, &mut rng)
+            online_steps(train, config, &mut rng)
         } else {
-            offline_steps(&network, &train, features.as_ref().map(|f| &f.train), &config, &mut rng)
+            offline_steps(network, train, self.features.map(|f| &f.train), config, &mut rng)
         };
 
         let bar = pipeline::progress(steps.len() as u64, &format!("epoch {}/{}", epoch + 1, config.epochs));
-        let (mut loss_sum, mut accuracy_sum, mut triplets) = (0.0, 0.0, 0);
+        let (mut loss_sum, mut accuracy_sum, mut triplets, mut interrupted) = (0.0, 0.0, 0, false);
         let mut train_on = |step: &BatchPlan, embeddings: Tensor| {
             adam.zero_grad();
-            let out = step_loss(&train, step, &embeddings, proxies.as_ref(), &config);
+            let out = step_loss(train, step, &embeddings, self.proxies, config);
             out.loss.backward();
             adam.step();
             loss_sum += out.loss.double_value(&[]) * out.triplets as f64;
@@ -737,97 +872,35 @@ pub fn train(mut config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) 
             bar.inc(1);
             let seen = triplets.max(1) as f64;
             bar.set_message(format!("loss {:.4} acc {:.3}", loss_sum / seen, accuracy_sum / seen));
-            interrupted = interrupt.load(Ordering::SeqCst);
+            interrupted = self.interrupt.load(Ordering::SeqCst);
             !interrupted
         };
-        match &features {
+        match self.features {
             Some(features) => {
                 for step in &steps {
-                    let embeddings = network.net.embed_features(&features.step_features(step));
-                    if !train_on(step, embeddings) {
+                    if !train_on(step, network.net.embed_features(&features.step_features(step))) {
                         break;
                     }
                 }
             }
-            None => pipeline::for_each_batch(&train, &steps, augment.as_ref(), |step, images| {
+            None => pipeline::for_each_batch(train, &steps, self.augment.as_ref(), |step, images| {
                 train_on(step, network.net.forward_t(&images.to_device(network.vs.device()), true))
             }),
         }
         bar.finish_and_clear();
         if interrupted {
-            // The epoch restarts from its beginning with these weights on --resume.
-            save_checkpoint(&run, &variables(&network.vs), &adam, &state)?;
-            eprintln!("interrupted: checkpoint saved in {}; continue with --resume", run.display());
-            break;
+            return None;
         }
-
-        let (validation_out, validation_accuracy) =
-            validate(&network, (&train, &validation), features.as_ref(), &validation_set, config.margin);
-        let metrics = EpochMetrics {
+        let (validation, prototype_accuracy) = self.validate();
+        Some(EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / triplets.max(1) as f64,
             train_triplet_accuracy: accuracy_sum / triplets.max(1) as f64,
-            validation_loss: validation_out.loss.double_value(&[]),
-            validation_triplet_accuracy: validation_out.accuracy,
-            validation_prototype_accuracy: validation_accuracy,
+            validation_loss: validation.loss.double_value(&[]),
+            validation_triplet_accuracy: validation.accuracy,
+            validation_prototype_accuracy: prototype_accuracy,
             triplets,
             seconds: started.elapsed().as_secs_f64(),
-        };
-        eprintln!(
-            "epoch {:>3}: train loss {:.4} acc {:.3} | validation loss {:.4} acc {:.3} prototype top-1 {:.3} | {:.0}s",
-            metrics.epoch,
-            metrics.train_loss,
-            metrics.train_triplet_accuracy,
-            metrics.validation_loss,
-            metrics.validation_triplet_accuracy,
-            metrics.validation_prototype_accuracy,
-            metrics.seconds
-        );
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(run.join(METRICS))?;
-        writeln!(log, "{}", serde_json::to_string(&metrics)?)?;
-
-        state.epochs_done = epoch + 1;
-        let weights = variables(&network.vs);
-        let better = match (state.best_validation_accuracy, state.best_validation_loss) {
-            (Some(accuracy), Some(loss)) => {
-                (metrics.validation_prototype_accuracy, -metrics.validation_loss) > (accuracy, -loss)
-            }
-            _ => true,
-        };
-        if better {
-            state.best_validation_accuracy = Some(metrics.validation_prototype_accuracy);
-            state.best_validation_loss = Some(metrics.validation_loss);
-            state.best_epoch = Some(epoch + 1);
-            state.epochs_without_improvement = 0;
-            save_tensors(&run.join(BEST), &weights)?;
-        } else {
-            state.epochs_without_improvement += 1;
-        }
-        save_checkpoint(&run, &weights, &adam, &state)?;
+        })
     }
-
-    if !skipped.is_empty() {
-        eprintln!("skipped {} unreadable photo(s):", skipped.len());
-        for (path, problem) in &skipped {
-            eprintln!("  {}: {problem}", path.display());
-        }
-    }
-    let excluded_species: Vec<String> = collection.excluded.iter().map(|(name, _)| name.clone()).collect();
-    if !excluded_species.is_empty() {
-        eprintln!(
-            "excluded {} species with fewer than 2 photos: {}",
-            excluded_species.len(),
-            excluded_species.join(", ")
-        );
-    }
-    Ok(TrainSummary {
-        epochs_done: state.epochs_done,
-        best_epoch: state.best_epoch,
-        best_validation_accuracy: state.best_validation_accuracy,
-        best_validation_loss: state.best_validation_loss,
-        stopped_early,
-        interrupted,
-        skipped: skipped.into_iter().map(|(path, _)| path).collect(),
-        excluded_species,
-    })
 }
