@@ -789,109 +789,14 @@ pub fn table(report: &EvalReport) -> String {
             ""
         }
     );
-    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-    let spread = |m: &MeanSpread| format!("{:.1}±{:.1}%", 100.0 * m.mean, 100.0 * m.std);
-    let pct_or_absent = |x: Option<f64>| x.map_or("-".into(), pct);
-    let unseen = |f: &dyn Fn(&UnseenMetrics) -> String| -> Vec<String> {
-        report.variants.iter().map(|v| v.unseen.as_ref().map_or("-".into(), f)).collect()
-    };
-    let mut lines: Vec<(String, Vec<String>)> = vec![
-        ("metric".into(), report.variants.iter().map(|v| v.variant.clone()).collect()),
-        ("triplet accuracy (validation)".into(), report.variants.iter().map(|v| pct(v.triplet_accuracy)).collect()),
-        ("centroid accuracy (seen)".into(), report.variants.iter().map(|v| pct(v.centroid_accuracy)).collect()),
-        (
-            format!("{}-NN accuracy (validation)", report.knn),
-            report.variants.iter().map(|v| pct(v.knn_accuracy)).collect(),
-        ),
-        ("prototype top-1 (validation)".into(), report.variants.iter().map(|v| pct(v.prototype_top1)).collect()),
-        ("prototype top-3 (validation)".into(), report.variants.iter().map(|v| pct(v.prototype_top3)).collect()),
-        ("Precision@1 (unseen)".into(), unseen(&|u| pct(u.unseen_retrieval.precision_at_1))),
-        ("R-Precision (unseen)".into(), unseen(&|u| pct(u.unseen_retrieval.r_precision))),
-        ("MAP@R (unseen)".into(), unseen(&|u| pct(u.unseen_retrieval.map_at_r))),
-        ("NMI k-means (unseen)".into(), unseen(&|u| format!("{:.3}", u.unseen_nmi))),
-    ];
-    let first_kshot = report.variants.first().and_then(|v| v.unseen.as_ref()).map(|u| u.kshot.clone());
-    for (i, k) in first_kshot.unwrap_or_default().iter().enumerate() {
-        let row = |f: &dyn Fn(&KShot) -> String| unseen(&|u| f(&u.kshot[i]));
-        lines.push((format!("{}-shot, study (top-3 photos)", k.shots), row(&|k| spread(&k.study_top3_photos))));
-        lines.push((format!("{}-shot, prototype top-1", k.shots), row(&|k| spread(&k.prototype_top1))));
-        lines.push((format!("{}-shot, prototype top-3", k.shots), row(&|k| spread(&k.prototype_top3))));
-    }
-    let first_finds = report.variants.first().and_then(|v| v.unseen.as_ref()).map(|u| u.finds.clone());
-    for (i, f) in first_finds.unwrap_or_default().iter().enumerate() {
-        let row = |f: &dyn Fn(&FindMetrics) -> String| unseen(&|u| u.finds.get(i).map_or("-".into(), f));
-        lines.push((format!("find of {} (1-shot), mean embedding", f.views), row(&|f| spread(&f.mean_embedding_top1))));
-        lines.push((
-            format!("find of {} (1-shot), summed log-prob", f.views),
-            row(&|f| spread(&f.summed_log_probability_top1)),
-        ));
-    }
-    let known_views = report.variants.iter().flat_map(|v| v.known_finds.iter().map(|f| f.views)).max().unwrap_or(0);
-    for n in 1..=known_views {
-        lines.push((
-            format!("find of {n}, known species, mean emb."),
-            report
-                .variants
-                .iter()
-                .map(|v| {
-                    v.known_finds.iter().find(|f| f.views == n).map_or("-".into(), |f| spread(&f.mean_embedding_top1))
-                })
-                .collect(),
-        ));
-    }
-    let shifted = |f: &dyn Fn(&ShiftedMetrics) -> Option<String>| -> Vec<String> {
-        report.variants.iter().map(|v| v.shifted.as_ref().and_then(f).unwrap_or_else(|| "-".into())).collect()
-    };
-    lines.push(("shifted: prototype top-1".into(), shifted(&|m| Some(pct(m.prototype_top1)))));
-    lines.push(("shifted: prototype top-3".into(), shifted(&|m| Some(pct(m.prototype_top3)))));
-    lines.push((format!("shifted: {}-NN accuracy", report.knn), shifted(&|m| Some(pct(m.knn_accuracy)))));
-    for k in &args_shots(report) {
-        lines.push((
-            format!("shifted: {k}-shot, prototype top-1"),
-            shifted(&|m| m.kshot.iter().find(|s| s.shots == *k).map(|s| spread(&s.prototype_top1))),
-        ));
-    }
-    for n in 1..=known_views {
-        lines.push((
-            format!("shifted: find of {n}, known species"),
-            shifted(&|m| m.known_finds.iter().find(|f| f.views == n).map(|f| spread(&f.mean_embedding_top1))),
-        ));
-    }
-    for n in 1..=FIND_VIEWS {
-        lines.push((
-            format!("shifted: find of {n} (1-shot), mean embedding"),
-            shifted(&|m| m.finds.iter().find(|f| f.views == n).map(|f| spread(&f.mean_embedding_top1))),
-        ));
-    }
-    lines.push((
-        "open-set threshold".into(),
-        report.variants.iter().map(|v| format!("{:.3}", v.open_set.threshold)).collect(),
-    ));
-    lines.push((
-        "known rejected (validation)".into(),
-        report.variants.iter().map(|v| pct(v.open_set.known_rejected)).collect(),
-    ));
-    lines.push((
-        "unseen rejected as unknown".into(),
-        report.variants.iter().map(|v| pct_or_absent(v.open_set.unseen_rejected)).collect(),
-    ));
-    let auroc = |o: &OpenSet| o.auroc.map_or("-".into(), |a| format!("{a:.3}"));
-    lines.push(("open-set AUROC".into(), report.variants.iter().map(|v| auroc(&v.open_set)).collect()));
-    let with_atypicality = |f: &dyn Fn(&OpenSet) -> String| -> Vec<String> {
-        report.variants.iter().map(|v| v.open_set_with_atypicality.as_ref().map_or("-".into(), f)).collect()
-    };
-    lines.push(("+ atypicality: unseen rejected".into(), with_atypicality(&|o| pct_or_absent(o.unseen_rejected))));
-    lines.push(("+ atypicality: AUROC".into(), with_atypicality(&auroc)));
-    let score_names: std::collections::BTreeSet<&String> =
-        report.variants.iter().flat_map(|v| v.open_set_scores.keys()).collect();
-    for name in score_names {
-        lines.push((
-            format!("{name}: AUROC"),
-            report.variants.iter().map(|v| v.open_set_scores.get(name).map_or("-".into(), auroc)).collect(),
-        ));
-    }
-    let width = lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
-    for (label, cells) in lines {
+    let mut rows = Rows { report, lines: vec![] };
+    rows.push("metric", |v| v.variant.clone());
+    rows.study();
+    rows.finds();
+    rows.shifted();
+    rows.open_set();
+    let width = rows.lines.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    for (label, cells) in rows.lines {
         out.push_str(&format!("{label:<width$}"));
         for cell in cells {
             out.push_str(&format!(" {cell:>14}"));
@@ -899,4 +804,119 @@ pub fn table(report: &EvalReport) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The text table's rows: a label and one cell per variant ("-" where a metric is absent).
+struct Rows<'a> {
+    report: &'a EvalReport,
+    lines: Vec<(String, Vec<String>)>,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn spread(m: &MeanSpread) -> String {
+    format!("{:.1}±{:.1}%", 100.0 * m.mean, 100.0 * m.std)
+}
+
+fn auroc(o: &OpenSet) -> String {
+    o.auroc.map_or("-".into(), |a| format!("{a:.3}"))
+}
+
+impl Rows<'_> {
+    fn push(&mut self, label: impl Into<String>, cell: impl Fn(&VariantReport) -> String) {
+        let cells = self.report.variants.iter().map(cell).collect();
+        self.lines.push((label.into(), cells));
+    }
+
+    fn push_unseen(&mut self, label: impl Into<String>, cell: impl Fn(&UnseenMetrics) -> Option<String>) {
+        self.push(label, |v| v.unseen.as_ref().and_then(&cell).unwrap_or_else(|| "-".into()));
+    }
+
+    fn push_shifted(&mut self, label: impl Into<String>, cell: impl Fn(&ShiftedMetrics) -> Option<String>) {
+        self.push(label, |v| v.shifted.as_ref().and_then(&cell).unwrap_or_else(|| "-".into()));
+    }
+
+    /// The study's metrics and k-shot.
+    fn study(&mut self) {
+        self.push("triplet accuracy (validation)", |v| pct(v.triplet_accuracy));
+        self.push("centroid accuracy (seen)", |v| pct(v.centroid_accuracy));
+        self.push(format!("{}-NN accuracy (validation)", self.report.knn), |v| pct(v.knn_accuracy));
+        self.push("prototype top-1 (validation)", |v| pct(v.prototype_top1));
+        self.push("prototype top-3 (validation)", |v| pct(v.prototype_top3));
+        self.push_unseen("Precision@1 (unseen)", |u| Some(pct(u.unseen_retrieval.precision_at_1)));
+        self.push_unseen("R-Precision (unseen)", |u| Some(pct(u.unseen_retrieval.r_precision)));
+        self.push_unseen("MAP@R (unseen)", |u| Some(pct(u.unseen_retrieval.map_at_r)));
+        self.push_unseen("NMI k-means (unseen)", |u| Some(format!("{:.3}", u.unseen_nmi)));
+        for k in args_shots(self.report) {
+            let shot = move |u: &UnseenMetrics| u.kshot.iter().find(|s| s.shots == k).cloned();
+            self.push_unseen(format!("{k}-shot, study (top-3 photos)"), |u| {
+                shot(u).map(|s| spread(&s.study_top3_photos))
+            });
+            self.push_unseen(format!("{k}-shot, prototype top-1"), |u| shot(u).map(|s| spread(&s.prototype_top1)));
+            self.push_unseen(format!("{k}-shot, prototype top-3"), |u| shot(u).map(|s| spread(&s.prototype_top3)));
+        }
+    }
+
+    /// Finds of new species (both rules) and of known species.
+    fn finds(&mut self) {
+        for n in 1..=FIND_VIEWS {
+            let find = move |u: &UnseenMetrics| u.finds.iter().find(|f| f.views == n).cloned();
+            self.push_unseen(format!("find of {n} (1-shot), mean embedding"), |u| {
+                find(u).map(|f| spread(&f.mean_embedding_top1))
+            });
+            self.push_unseen(format!("find of {n} (1-shot), summed log-prob"), |u| {
+                find(u).map(|f| spread(&f.summed_log_probability_top1))
+            });
+        }
+        for n in 1..=self.known_views() {
+            self.push(format!("find of {n}, known species, mean emb."), |v| {
+                v.known_finds.iter().find(|f| f.views == n).map_or("-".into(), |f| spread(&f.mean_embedding_top1))
+            });
+        }
+    }
+
+    fn known_views(&self) -> usize {
+        self.report.variants.iter().flat_map(|v| v.known_finds.iter().map(|f| f.views)).max().unwrap_or(0)
+    }
+
+    fn shifted(&mut self) {
+        self.push_shifted("shifted: prototype top-1", |m| Some(pct(m.prototype_top1)));
+        self.push_shifted("shifted: prototype top-3", |m| Some(pct(m.prototype_top3)));
+        self.push_shifted(format!("shifted: {}-NN accuracy", self.report.knn), |m| Some(pct(m.knn_accuracy)));
+        for k in args_shots(self.report) {
+            self.push_shifted(format!("shifted: {k}-shot, prototype top-1"), |m| {
+                m.kshot.iter().find(|s| s.shots == k).map(|s| spread(&s.prototype_top1))
+            });
+        }
+        for n in 1..=self.known_views() {
+            self.push_shifted(format!("shifted: find of {n}, known species"), |m| {
+                m.known_finds.iter().find(|f| f.views == n).map(|f| spread(&f.mean_embedding_top1))
+            });
+        }
+        for n in 1..=FIND_VIEWS {
+            self.push_shifted(format!("shifted: find of {n} (1-shot), mean embedding"), |m| {
+                m.finds.iter().find(|f| f.views == n).map(|f| spread(&f.mean_embedding_top1))
+            });
+        }
+    }
+
+    fn open_set(&mut self) {
+        let pct_or_absent = |x: Option<f64>| x.map_or("-".into(), pct);
+        self.push("open-set threshold", |v| format!("{:.3}", v.open_set.threshold));
+        self.push("known rejected (validation)", |v| pct(v.open_set.known_rejected));
+        self.push("unseen rejected as unknown", |v| pct_or_absent(v.open_set.unseen_rejected));
+        self.push("open-set AUROC", |v| auroc(&v.open_set));
+        let with = |f: &dyn Fn(&OpenSet) -> String, v: &VariantReport| {
+            v.open_set_with_atypicality.as_ref().map_or("-".into(), f)
+        };
+        self.push("+ atypicality: unseen rejected", |v| with(&|o| pct_or_absent(o.unseen_rejected), v));
+        self.push("+ atypicality: AUROC", |v| with(&auroc, v));
+        let names: std::collections::BTreeSet<String> =
+            self.report.variants.iter().flat_map(|v| v.open_set_scores.keys().cloned()).collect();
+        for name in names {
+            self.push(format!("{name}: AUROC"), |v| v.open_set_scores.get(&name).map_or("-".into(), auroc));
+        }
+    }
 }
