@@ -390,21 +390,12 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             (seed, None),
         ));
     }
-    let mut dump = EmbeddingDump { species: collection.species.iter().map(|s| s.name.clone()).collect(), rows: vec![] };
-    for (set, cache, raw) in [
+    let sets = [
         ("train", &train_cache, &train_raw),
         ("validation", &validation_cache, &validation_raw),
         ("unseen", &unseen_cache, &unseen_raw),
-    ] {
-        for (sample, embedding) in cache.samples.iter().zip(variant(raw, false, None)) {
-            dump.rows.push(EmbeddedPhoto {
-                path: sample.path.clone(),
-                label: sample.label,
-                set: set.into(),
-                embedding,
-            });
-        }
-    }
+    ];
+    let dump = dump(&collection, &sets);
     let report = EvalReport {
         model,
         embedding_dim: train_raw.straight.first().map_or(0, Vec::len),
@@ -417,6 +408,22 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
         variants,
     };
     Ok((report, dump))
+}
+
+/// The plain embeddings of every set's photos, for `embeddings.json`.
+fn dump(collection: &Collection, sets: &[(&str, &PhotoCache, &Raw)]) -> EmbeddingDump {
+    let mut dump = EmbeddingDump { species: collection.species.iter().map(|s| s.name.clone()).collect(), rows: vec![] };
+    for &(set, cache, raw) in sets {
+        for (sample, embedding) in cache.samples.iter().zip(variant(raw, false, None)) {
+            dump.rows.push(EmbeddedPhoto {
+                path: sample.path.clone(),
+                label: sample.label,
+                set: set.into(),
+                embedding,
+            });
+        }
+    }
+    dump
 }
 
 type Labelled<'a> = (&'a [Vec<f32>], &'a [usize]);

@@ -343,23 +343,7 @@ fn prepare_variant(
     let validation = embeddings(&validation_observed);
     let shifted_observed = observe(&inputs.shifted, &format!("{embedder_name}: shifted validation photos"))?;
     let shifted = embeddings(&shifted_observed);
-    let cosines: Vec<f64> = reference.iter().zip(&train).map(|(r, e)| vector::cosine_similarity(r, e) as f64).collect();
-    let (worst, mean) = (
-        cosines.iter().copied().fold(f64::INFINITY, f64::min),
-        cosines.iter().sum::<f64>() / cosines.len().max(1) as f64,
-    );
-    match agreement {
-        Agreement::Worst(least) => ensure!(
-            worst >= least,
-            "{}: the exported model disagrees with the trained one (cosine {worst:.6} < {least}); nothing written",
-            path.display()
-        ),
-        Agreement::Mean(least) => ensure!(
-            mean >= least,
-            "{}: its embeddings drift from the trained model's (mean cosine {mean:.4} < {least}); nothing written",
-            path.display()
-        ),
-    }
+    let (worst, mean) = agreement.check(&path, reference, &train)?;
 
     let train_labels: Vec<usize> = split.train.iter().map(|s| s.label).collect();
     let validation_labels: Vec<usize> = split.validation.iter().map(|s| s.label).collect();
@@ -378,27 +362,10 @@ fn prepare_variant(
     header.temperature = calibration_fit.temperature;
     // The shipped prototypes use every photo of the species; the held-out table, the training
     // photos only, so that the device's own verdicts can be measured on the validation photos.
-    let table_of = |with_validation: bool| -> anyhow::Result<Table> {
-        let mut table = Table::new(header.clone());
-        for (label, species) in collection.species.iter().enumerate().take(split.seen_species) {
-            let validation_shots = validation.iter().zip(&validation_labels).filter(|_| with_validation);
-            let shots: Vec<&Vec<f32>> = train
-                .iter()
-                .zip(&train_labels)
-                .chain(validation_shots)
-                .filter(|(_, l)| **l == label)
-                .map(|(e, _)| e)
-                .collect();
-            if !shots.is_empty() {
-                table
-                    .add_species(new_species(species)?, &shots)
-                    .with_context(|| format!("species {:?}", species.name))?;
-            }
-        }
-        Ok(table)
-    };
-    let table = table_of(true)?;
-    let held_out = table_of(false)?;
+    let train_shots = train.iter().zip(&train_labels);
+    let all_shots = train_shots.clone().chain(validation.iter().zip(&validation_labels));
+    let table = prototype_table(&header, collection, split.seen_species, all_shots)?;
+    let held_out = prototype_table(&header, collection, split.seen_species, train_shots)?;
     let calibration_fit = manifest::Calibration {
         validation_answers: Some(answers(&held_out, &validation_observed, &validation_labels, collection)?),
         shifted_answers: Some(answers(&held_out, &shifted_observed, &validation_labels, collection)?),
@@ -423,6 +390,50 @@ fn prepare_variant(
         calibration: Some(calibration_fit),
     };
     Ok(Prepared { bytes: bytes.to_vec(), table, variant, reliability })
+}
+
+impl Agreement {
+    /// The worst and the mean cosine between the exported model's embeddings and the trained
+    /// model's (`reference`) on the same photos; an error when below the bound.
+    fn check(self, path: &Path, reference: &[Vec<f32>], exported: &[Vec<f32>]) -> anyhow::Result<(f64, f64)> {
+        let cosines: Vec<f64> =
+            reference.iter().zip(exported).map(|(r, e)| vector::cosine_similarity(r, e) as f64).collect();
+        let worst = cosines.iter().copied().fold(f64::INFINITY, f64::min);
+        let mean = cosines.iter().sum::<f64>() / cosines.len().max(1) as f64;
+        match self {
+            Agreement::Worst(least) => ensure!(
+                worst >= least,
+                "{}: the exported model disagrees with the trained one (cosine {worst:.6} < {least}); nothing written",
+                path.display()
+            ),
+            Agreement::Mean(least) => ensure!(
+                mean >= least,
+                "{}: its embeddings drift from the trained model's (mean cosine {mean:.4} < {least}); nothing written",
+                path.display()
+            ),
+        }
+        Ok((worst, mean))
+    }
+}
+
+/// A table of the first `seen` species of the collection, each the prototype of its `shots`
+/// (embedding, label); species without shots are left out.
+fn prototype_table<'a>(
+    header: &Header,
+    collection: &Collection,
+    seen: usize,
+    shots: impl Iterator<Item = (&'a Vec<f32>, &'a usize)> + Clone,
+) -> anyhow::Result<Table> {
+    let mut table = Table::new(header.clone());
+    for (label, species) in collection.species.iter().enumerate().take(seen) {
+        let of_species: Vec<&Vec<f32>> = shots.clone().filter(|(_, l)| **l == label).map(|(e, _)| e).collect();
+        if !of_species.is_empty() {
+            table
+                .add_species(new_species(species)?, &of_species)
+                .with_context(|| format!("species {:?}", species.name))?;
+        }
+    }
+    Ok(table)
 }
 
 /// A species' table entry description, from the data set's files.
