@@ -300,22 +300,42 @@ fn variant(raw: &Raw, flip: bool, centre: Option<&[f32]>) -> Vec<Vec<f32>> {
     rows
 }
 
-pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> {
-    let device = Device::cuda_if_available();
-    // What is measured, and the split it was trained on (the baseline: --unseen, --seed).
-    let (network, backbone, (unseen, seed, validation_photos), model) = match &args.run {
-        Some(run) => {
-            let (config, network) = train::load_run(run, train::BEST, device)?;
-            let model = format!("{}{}", run.display(), if args.features { " (backbone features)" } else { "" });
-            (network, config.backbone, (config.unseen, config.seed, config.validation_photos), model)
-        }
-        None => {
+/// What an evaluation measures: the run's network (or the pretrained backbone, for the
+/// baseline), and the split it was trained on (the baseline: --unseen, --seed, --validation-photos).
+struct Measured {
+    network: Network,
+    backbone: BackboneKind,
+    split: (usize, u64, Option<usize>),
+    /// How the report names it.
+    model: String,
+}
+
+impl Measured {
+    fn of(args: &EvalArgs) -> anyhow::Result<Measured> {
+        let device = Device::cuda_if_available();
+        Ok(match &args.run {
+            Some(run) => {
+                let (config, network) = train::load_run(run, train::BEST, device)?;
+                Measured {
+                    network,
+                    backbone: config.backbone,
+                    split: (config.unseen, config.seed, config.validation_photos),
+                    model: format!("{}{}", run.display(), if args.features { " (backbone features)" } else { "" }),
+                }
+            }
             // The head is never used: the baseline measures the backbone's features.
-            let network = Network::pretrained(args.backbone, 1, device)?;
-            let model = format!("pretrained {:?} features (untrained baseline)", args.backbone);
-            (network, args.backbone, (args.unseen, args.seed, args.validation_photos), model)
-        }
-    };
+            None => Measured {
+                network: Network::pretrained(args.backbone, 1, device)?,
+                backbone: args.backbone,
+                split: (args.unseen, args.seed, args.validation_photos),
+                model: format!("pretrained {:?} features (untrained baseline)", args.backbone),
+            },
+        })
+    }
+}
+
+pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> {
+    let Measured { network, backbone, split: (unseen, seed, validation_photos), model } = Measured::of(args)?;
     let features = args.features || args.run.is_none();
     let collection = Collection::scan(&args.data)?;
     let split = collection.split(unseen, seed, validation_photos)?;
