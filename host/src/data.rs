@@ -14,14 +14,8 @@ use sporeprint_shared::Edibility;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "JPG", "JPEG"];
 /// Share of each seen species' photos kept for validation.
 pub const VALIDATION_SHARE: f64 = 0.2;
-
-/// Whether a file name looks like a photo (by extension).
-pub fn is_image(path: &Path) -> bool {
-    path.extension().is_some_and(|x| IMAGE_EXTENSIONS.contains(&&*x.to_string_lossy()))
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
@@ -73,7 +67,7 @@ impl Collection {
             let mut photos: Vec<PathBuf> = std::fs::read_dir(&folder)
                 .with_context(|| format!("{}: cannot list the folder", folder.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_image(p))
+                .filter(|p| sporeprint_shared::image_io::is_photo_file(p))
                 .collect();
             photos.sort();
             if photos.len() < 2 {

@@ -36,7 +36,7 @@
 use crate::atypicality::Atypicality;
 use crate::data::Collection;
 use crate::metrics::{self, Retrieval};
-use crate::model::BackboneKind;
+use crate::model::{BackboneKind, matrix_rows};
 use crate::pipeline::PhotoCache;
 use crate::train::{self, Network};
 use anyhow::Context;
@@ -242,10 +242,6 @@ struct Raw {
     features: Vec<Vec<f32>>,
 }
 
-fn rows(t: &Tensor) -> Vec<Vec<f32>> {
-    Vec::<Vec<f32>>::try_from(t).expect("a float matrix")
-}
-
 fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> Raw {
     if cache.is_empty() {
         // No unseen species (`--unseen 0`, the shipped default's recipe): nothing to run.
@@ -269,9 +265,14 @@ fn embed(network: &Network, cache: &PhotoCache, features: bool, views: bool) -> 
         let sum = (2..ENROLLMENT_VIEWS)
             .map(|view| network.run_batches(&all, |chunk| cache.view_batch(chunk, view), run))
             .fold(&straight + &mirrored, |sum, t| sum + t);
-        rows(&(sum / ENROLLMENT_VIEWS as i64))
+        matrix_rows(&(sum / ENROLLMENT_VIEWS as i64))
     });
-    Raw { straight: rows(&straight), mirrored: rows(&mirrored), views, features: rows(&straight_features) }
+    Raw {
+        straight: matrix_rows(&straight),
+        mirrored: matrix_rows(&mirrored),
+        views,
+        features: matrix_rows(&straight_features),
+    }
 }
 
 /// k-means runs behind NMI, the tightest kept (as scikit-learn's `n_init`).

@@ -16,7 +16,7 @@ use crate::atypicality::Atypicality;
 use crate::calibration::{self, Scored};
 use crate::data::{Collection, Sample, Split};
 use crate::metrics;
-use crate::model::EmbeddingNet;
+use crate::model::{EmbeddingNet, matrix_rows};
 use crate::onnx::{self, Graph, WeightScales};
 use crate::shift;
 use crate::train::{self, Network};
@@ -286,10 +286,8 @@ fn fit_atypicality(network: &Network, inputs: &Inputs, split: &Split, weight: f6
     let features = network.run_batches(&all, batch, |images| network.net.features_t(images, false));
     bar.finish_and_clear();
     let embeddings = tch::no_grad(|| network.net.embed_features(&features.to_device(network.vs.device())));
-    let rows =
-        |t: &Tensor| Vec::<Vec<f32>>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float)).expect("a float matrix");
     let labels: Vec<usize> = split.train.iter().map(|s| s.label).collect();
-    Atypicality::fit(&rows(&features), &rows(&embeddings), &labels, weight as f32)
+    Atypicality::fit(&matrix_rows(&features), &matrix_rows(&embeddings), &labels, weight as f32)
 }
 
 /// Photos the parity check compares.
@@ -546,7 +544,7 @@ fn collect_images(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             collect_images(&path, found)?;
-        } else if crate::data::is_image(&path) {
+        } else if sporeprint_shared::image_io::is_photo_file(&path) {
             found.push(path);
         }
     }

@@ -23,7 +23,7 @@ use crate::loss::{self, LossOutput};
 use crate::metrics;
 use crate::mining::{self, Distances, Mining, Triplet};
 use crate::model::head::{HeadKind, Projection};
-use crate::model::{BACKBONE_PREFIX, BackboneKind, EmbeddingNet};
+use crate::model::{BACKBONE_PREFIX, BackboneKind, EmbeddingNet, matrix_rows};
 use crate::pipeline::{self, Augment, BatchPlan, PhotoCache};
 use anyhow::{Context, bail, ensure};
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -554,10 +554,6 @@ fn validate(
     let accuracy =
         metrics::prototype_accuracy(&matrix_rows(&validation_embeddings), &validation.labels(), &prototypes, 1);
     (out, accuracy)
-}
-
-fn matrix_rows(t: &Tensor) -> Vec<Vec<f32>> {
-    Vec::<Vec<f32>>::try_from(t).expect("a float matrix")
 }
 
 /// The epoch's steps for an offline strategy: mined triplets, shuffled, `batch_size` per step,

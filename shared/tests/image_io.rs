@@ -126,3 +126,14 @@ fn enrollment_views_are_the_centre_and_corner_crops_and_their_mirrors() {
         assert_eq!(pair[0].dimensions(), (4, 4));
     }
 }
+
+#[test]
+fn photo_files_are_told_by_their_extension_whatever_its_case() {
+    use sporeprint_shared::image_io::is_photo_file;
+    for photo in ["a.jpg", "b.JPG", "c.Jpeg", "d.jpeg", "e.png", "f.PNG", "dir/g.jpg"] {
+        assert!(is_photo_file(Path::new(photo)), "{photo}");
+    }
+    for other in ["notes.txt", "no_extension", "h.jpg.bak", ".jpg", "i.gif", "j.webp"] {
+        assert!(!is_photo_file(Path::new(other)), "{other}");
+    }
+}

@@ -150,11 +150,7 @@ fn list_photos(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("camera dir: cannot read {}", dir.display()))?;
     let mut photos: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
-        })
+        .filter(|p| sporeprint_shared::image_io::is_photo_file(p))
         .collect();
     photos.sort();
     if photos.is_empty() {

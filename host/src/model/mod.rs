@@ -11,8 +11,8 @@ use crate::onnx::{Graph, Outputs};
 use head::{Head, HeadKind};
 use sporeprint_shared::PreprocessSpec;
 use sporeprint_shared::preprocess::ResizeFilter;
-use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
+use tch::{Device, Kind, Tensor};
 
 /// Which feature extractor to train on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -163,4 +163,9 @@ impl EmbeddingNet {
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
         self.embed_features(&self.features_t(images, train))
     }
+}
+
+/// A `[N, D]` tensor's rows, on the CPU as f32: how embeddings and features leave libtorch.
+pub fn matrix_rows(t: &Tensor) -> Vec<Vec<f32>> {
+    Vec::<Vec<f32>>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float)).expect("a float matrix")
 }

@@ -28,6 +28,14 @@ pub struct ImageError {
     pub problem: DecodeError,
 }
 
+/// The photo files sporeprint reads, by extension whatever its case: JPEG and PNG. One rule for
+/// the trainer's data folders, the exporter's calibration photos and the device's camera folder.
+pub fn is_photo_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
 /// Decodes an encoded photo to upright 8-bit RGB, at least as large as `spec` resizes to.
 pub fn decode_rgb(bytes: &[u8], spec: &PreprocessSpec) -> Result<RgbImage, DecodeError> {
     Ok(decode(bytes, spec.resize_shorter_to)?.image)
