@@ -16,20 +16,9 @@ use std::collections::BTreeMap;
 /// Indices of the `k` rows of `gallery` nearest to `query` (ties: lower index first), skipping
 /// `exclude` (the query itself when it is in the gallery).
 pub fn nearest(query: &[f32], gallery: &[Vec<f32>], k: usize, exclude: Option<usize>) -> Vec<usize> {
-    let mut order: Vec<(f32, usize)> = gallery
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| Some(i) != exclude)
-        .map(|(i, g)| (vector::squared_euclidean(query, g), i))
-        .collect();
-    let k = k.min(order.len());
-    if k == 0 {
-        return vec![];
-    }
-    order.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    order.truncate(k);
-    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    order.into_iter().map(|(_, i)| i).collect()
+    let distances = gallery.iter().enumerate().filter(|&(i, _)| Some(i) != exclude);
+    let distances = distances.map(|(i, g)| (i, vector::squared_euclidean(query, g)));
+    vector::k_smallest(distances, k).into_iter().map(|(i, _)| i).collect()
 }
 
 /// The study's k-NN accuracy: a query is right when its species is among the labels of its `k`

@@ -29,16 +29,12 @@ impl<E: EntryStore> PrototypeTable<E> {
     /// first, skipping the entry at `exclude` (the species the vector is the prototype of).
     pub fn neighbours(&self, vector: &[f32], exclude: Option<usize>, k: usize) -> Vec<Neighbour> {
         let metric = self.header().metric;
-        let mut all: Vec<Neighbour> = self
-            .entries()
-            .iter()
-            .enumerate()
-            .filter(|&(index, _)| Some(index) != exclude)
-            .map(|(index, e)| Neighbour { index, distance: metric.distance(vector, &e.prototype.vector) })
-            .collect();
-        all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.index.cmp(&b.index)));
-        all.truncate(k);
-        all
+        let distances = self.entries().iter().enumerate().filter(|&(index, _)| Some(index) != exclude);
+        let distances = distances.map(|(index, e)| (index, metric.distance(vector, &e.prototype.vector)));
+        crate::vector::k_smallest(distances, k)
+            .into_iter()
+            .map(|(index, distance)| Neighbour { index, distance })
+            .collect()
     }
 
     /// The distance below which a species lies unusually close to another: the

@@ -92,8 +92,32 @@ pub fn mean<V: AsRef<[f32]>>(vectors: &[V]) -> Option<Vec<f32>> {
     Some(sum)
 }
 
+/// The `k` smallest of `(index, distance)` pairs, smallest first, ties to the lower index (NaN
+/// last): the exact nearest neighbours of one query, for the table's neighbours and the host's
+/// retrieval metrics.
+pub fn k_smallest(distances: impl IntoIterator<Item = (usize, f32)>, k: usize) -> Vec<(usize, f32)> {
+    let mut all: Vec<(usize, f32)> = distances.into_iter().collect();
+    let k = k.min(all.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let order = |a: &(usize, f32), b: &(usize, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+    all.select_nth_unstable_by(k - 1, order);
+    all.truncate(k);
+    all.sort_by(order);
+    all
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn k_smallest_orders_by_distance_then_index_and_puts_nan_last() {
+        let d = [(0, 0.5), (1, f32::NAN), (2, 0.1), (3, 0.5), (4, 0.3)];
+        assert_eq!(super::k_smallest(d, 4), [(2, 0.1), (4, 0.3), (0, 0.5), (3, 0.5)]);
+        assert!(super::k_smallest(d, 9)[4].1.is_nan());
+        assert!(super::k_smallest(d, 0).is_empty());
+    }
+
     use super::*;
     use alloc::vec;
 
