@@ -10,12 +10,8 @@ use crate::image_io::{self, ImageError, PhotoInfo};
 use crate::preprocess::PreprocessSpec;
 use crate::vector;
 use image::RgbImage;
-use std::format;
 use std::path::{Path, PathBuf};
-use std::string::{String, ToString};
 use std::sync::Arc;
-use std::vec;
-use std::vec::Vec;
 use tract_onnx::prelude::*;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,15 +2,19 @@
 //! agree on bit for bit: embedding math, the prototype table and its file format, classification
 //! with an open-set rule, k-shot enrollment and the image preprocessing spec.
 //!
-//! The core is `no_std` + `alloc`, so it runs on anything from a Pi to a microcontroller; the `std`
-//! feature adds files (atomic table saves, model fingerprints) and image decoding; the `tract`
-//! feature adds the [`embedder`] (ONNX model -> unit embedding) the exporter and device share.
-#![no_std]
+//! The line between core and I/O is the `std` feature. The core is `no_std` + `alloc` (the
+//! thumbv7em build in scripts/test.sh proves it), so it runs on anything from a Pi to a
+//! microcontroller, and does no I/O: it takes and returns values, bytes included. The std parts
+//! each own one concern: [`image_io`] (decoding photos into the model's input), [`manifest`]
+//! (`model.toml`), [`store`] (table files: locks, atomic saves) and the sync endpoints'
+//! serial links ([`sync::link`], [`sync::client`], [`sync::server`]); the `tract` feature adds
+//! the [`embedder`] (ONNX model -> unit embedding) the exporter and device share.
+#![cfg_attr(not(feature = "std"), no_std)]
 
+// The core modules name `alloc` (they build without std); the std modules use std's prelude.
 extern crate alloc;
-#[cfg(feature = "std")]
-extern crate std;
 
+// The no_std core.
 pub mod catalog;
 pub mod classify;
 pub mod confidence;
@@ -27,6 +31,7 @@ pub mod table;
 pub mod vector;
 pub mod verdict;
 
+// std: one concern each.
 #[cfg(feature = "tract")]
 pub mod embedder;
 #[cfg(feature = "std")]

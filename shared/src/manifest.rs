@@ -9,7 +9,6 @@ use crate::preprocess::PreprocessSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::string::String;
 
 pub const MANIFEST: &str = "model.toml";
 
@@ -137,11 +136,11 @@ impl Manifest {
         if manifest.format != FORMAT {
             return Err(ManifestError::Invalid {
                 path,
-                problem: std::format!("format {} (this build reads format {FORMAT})", manifest.format),
+                problem: format!("format {} (this build reads format {FORMAT})", manifest.format),
             });
         }
         if let Some(problem) = manifest.preprocess.problem() {
-            return Err(ManifestError::Invalid { path, problem: std::format!("[preprocess]: {problem}") });
+            return Err(ManifestError::Invalid { path, problem: format!("[preprocess]: {problem}") });
         }
         Ok(manifest)
     }
@@ -156,7 +155,7 @@ impl Manifest {
         self.variants.get(wanted).ok_or_else(|| ManifestError::NoVariant {
             path: dir.join(MANIFEST),
             wanted: wanted.into(),
-            available: self.variants.keys().cloned().collect::<std::vec::Vec<_>>().join(", "),
+            available: self.variants.keys().cloned().collect::<Vec<_>>().join(", "),
         })
     }
 }

@@ -17,8 +17,6 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbIma
 use serde::Serialize;
 use std::io::Read;
 use std::path::Path;
-use std::string::String;
-use std::vec::Vec;
 
 /// Largest photo file read, in bytes: a 100-megapixel JPEG is about 40 MB.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -152,7 +150,7 @@ pub enum DecodeError {
 }
 
 fn mp(pixels: u64) -> String {
-    std::format!("{:.1}", pixels as f64 / 1e6)
+    format!("{:.1}", pixels as f64 / 1e6)
 }
 
 impl From<std::io::Error> for DecodeError {

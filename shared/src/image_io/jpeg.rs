@@ -13,9 +13,6 @@
 use super::decode::{Budget, DecodeError, check_size};
 use image::RgbImage;
 use image::metadata::Orientation;
-use std::format;
-use std::string::{String, ToString};
-use std::vec::Vec;
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;

@@ -19,7 +19,6 @@ use crate::preprocess::{PreprocessSpec, ResizeFilter};
 use image::RgbImage;
 use image::imageops::{self, FilterType};
 use std::path::{Path, PathBuf};
-use std::vec::Vec;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
@@ -93,7 +92,7 @@ pub fn resize_and_crop(image: &RgbImage, spec: &PreprocessSpec) -> RgbImage {
 /// The network input (1 x 3 x size x size, channel-major) for a decoded photo.
 pub fn to_tensor(image: &RgbImage, spec: &PreprocessSpec) -> Vec<f32> {
     let square = resize_and_crop(image, spec);
-    let mut tensor = std::vec![0.0; spec.tensor_len()];
+    let mut tensor = vec![0.0; spec.tensor_len()];
     spec.normalize_into(square.as_raw(), &mut tensor);
     tensor
 }

@@ -7,9 +7,7 @@ use super::link::{Framed, Link, Traffic};
 use super::message::*;
 use crate::fingerprint::ModelFingerprint;
 use std::io;
-use std::string::String;
 use std::time::{Duration, Instant};
-use std::vec::Vec;
 
 /// How long to wait for an answer and how often to ask again.
 #[derive(Clone, Copy, Debug)]
@@ -198,7 +196,7 @@ impl<L: Link> Client<L> {
         let hint = match rejected {
             Some(FrameError::Unsigned) => "; it answered without signing: it is not paired (no key file)".into(),
             Some(FrameError::BadSignature) => "; its answers are signed with another key".into(),
-            Some(e) => std::format!("; the last frame it sent was damaged ({e})"),
+            Some(e) => format!("; the last frame it sent was damaged ({e})"),
             None if self.framed.key().is_some() => "; check the port, the baud rate and the key file".into(),
             None => "; check the port and the baud rate, and that `sporeprint-device serve` runs".into(),
         };

@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::Instant;
-use std::vec::Vec;
 
 /// A byte stream whose reads return within a short timeout (`TimedOut` or `WouldBlock` when
 /// nothing came): `serialport`'s ports are.

@@ -14,10 +14,8 @@ use crate::merge;
 use crate::store;
 use crate::table::Table;
 use std::path::PathBuf;
-use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use std::vec::Vec;
 
 /// What the device's table and model are.
 pub struct Device {
@@ -239,7 +237,7 @@ impl Server {
         let _lock = store::lock(path, || {}).map_err(|e| Refusal::Save(e.to_string()))?;
         let table = match apply {
             Apply::Replace => received,
-            Apply::Merge => match store::load::<std::vec::Vec<_>>(path) {
+            Apply::Merge => match store::load::<Vec<_>>(path) {
                 Ok(current) => merge::merge(&current, &received).map_err(|e| Refusal::Invalid(e.to_string()))?,
                 Err(store::StoreError::Io { problem, .. }) if problem.kind() == std::io::ErrorKind::NotFound => {
                     received
@@ -248,7 +246,7 @@ impl Server {
             },
         };
         let bytes = format::encode(&table);
-        store::write_atomically(path, &bytes).map_err(|e| Refusal::Save(std::format!("{}: {e}", path.display())))?;
+        store::write_atomically(path, &bytes).map_err(|e| Refusal::Save(format!("{}: {e}", path.display())))?;
         Ok(summarize(&table, &bytes))
     }
 
