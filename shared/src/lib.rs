@@ -7,7 +7,7 @@
 //! microcontroller, and does no I/O: it takes and returns values, bytes included. The std parts
 //! each own one concern: [`image_io`] (decoding photos into the model's input), [`manifest`]
 //! (`model.toml`), [`store`] (table files: locks, atomic saves) and the sync endpoints'
-//! serial links ([`sync::link`], [`sync::client`], [`sync::server`]); the `tract` feature adds
+//! serial links ([`sync::client`], [`sync::server`]); the `tract` feature adds
 //! the [`embedder`] (ONNX model -> unit embedding) the exporter and device share.
 #![cfg_attr(not(feature = "std"), no_std)]
 
