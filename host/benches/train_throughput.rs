@@ -8,12 +8,12 @@
 //! writes the numbers for `sporeprint-bench`).
 
 use image::{Rgb, RgbImage};
-use sporeprint_host::adam::Adam;
-use sporeprint_host::data::Sample;
-use sporeprint_host::loss;
 use sporeprint_host::model::BackboneKind;
-use sporeprint_host::pipeline::{self, Augment, BatchPlan, PhotoCache};
+use sporeprint_host::photos::data::Sample;
+use sporeprint_host::photos::pipeline::{self, Augment, BatchPlan, PhotoCache};
 use sporeprint_host::train::Network;
+use sporeprint_host::train::adam::Adam;
+use sporeprint_host::train::loss;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};

@@ -1,20 +1,18 @@
 //! sporeprint's host side: the trainer, evaluation and export. Sync and the tables' care are
 //! `sporeprint-tables` (no libtorch), which `sporeprint sync` calls.
-//! Each command is a module; `main.rs` only parses arguments and calls into here.
+//!
+//! - [`train`]: `sporeprint train` (the run directory, the loop) and its losses, mining, optimizer;
+//! - [`eval`]: `sporeprint eval`, its metrics and the confidence calibration export also fits;
+//! - [`export`]: `sporeprint export` and the ONNX graph writer;
+//! - [`report`]: `sporeprint report`, charts and the HTML page;
+//! - [`model`]: the networks (backbones, heads, the atypicality);
+//! - [`photos`]: the collection on disk, decoding and batching, shifted variants;
+//! - [`cli`]: argument parsing; `main.rs` only calls [`cli::main`].
 
-pub mod adam;
-pub mod atypicality;
-pub mod calibration;
 pub mod cli;
-pub mod data;
 pub mod eval;
 pub mod export;
-pub mod loss;
-pub mod metrics;
-pub mod mining;
 pub mod model;
-pub mod onnx;
-pub mod pipeline;
+pub mod photos;
 pub mod report;
-pub mod shift;
 pub mod train;

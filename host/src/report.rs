@@ -8,9 +8,9 @@
 //!
 //! PCA only: no well-kept Rust crate does t-SNE or UMAP without a heavy numeric stack.
 
-use crate::calibration::Reliability;
+use crate::eval::calibration::Reliability;
+use crate::eval::metrics;
 use crate::eval::{EmbeddingDump, EvalReport, VariantReport};
-use crate::metrics;
 use crate::train::{self, EpochMetrics, TrainConfig};
 use anyhow::{Context, anyhow};
 use base64::Engine;

@@ -4,12 +4,12 @@
 mod common;
 
 use common::{config, export_args, make_photos, run};
-use sporeprint_host::atypicality::Atypicality;
 use sporeprint_host::export;
-use sporeprint_host::mining::Mining;
+use sporeprint_host::export::onnx;
+use sporeprint_host::model::atypicality::Atypicality;
 use sporeprint_host::model::head::{HeadKind, Projection};
 use sporeprint_host::model::{BackboneKind, EmbeddingNet};
-use sporeprint_host::onnx;
+use sporeprint_host::train::mining::Mining;
 use sporeprint_shared::embedder::{Embedder, EmbedderError};
 use sporeprint_shared::store::{self, StoreError};
 use sporeprint_shared::{ModelFingerprint, Table, vector};

@@ -5,10 +5,10 @@
 mod common;
 
 use common::{TORCH_RNG, config, make_photos, run};
-use sporeprint_host::data::Collection;
 use sporeprint_host::eval::{self, EvalArgs};
 use sporeprint_host::export::{self, ExportArgs};
-use sporeprint_host::mining::Mining;
+use sporeprint_host::photos::data::Collection;
+use sporeprint_host::train::mining::Mining;
 use sporeprint_shared::Table;
 use std::path::Path;
 use std::process::Command;

@@ -4,10 +4,10 @@ mod common;
 
 use common::{TORCH_RNG, config, make_photos, run};
 use image::RgbImage;
-use sporeprint_host::data::Collection;
 use sporeprint_host::eval;
-use sporeprint_host::mining::Mining;
+use sporeprint_host::photos::data::Collection;
 use sporeprint_host::report::ReportArgs;
+use sporeprint_host::train::mining::Mining;
 use sporeprint_host::train::{self, EpochMetrics};
 use sporeprint_shared::Edibility;
 use std::collections::{BTreeMap, HashSet};

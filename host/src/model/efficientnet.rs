@@ -8,7 +8,7 @@
 //! asymmetric on stride-2 convolutions (more on the bottom/right). Symmetric padding looks
 //! harmless and moves the features to cosine 0.84-0.94.
 
-use crate::onnx::{Activation, Graph};
+use crate::export::onnx::{Activation, Graph};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 

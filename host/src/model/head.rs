@@ -10,8 +10,8 @@
 //!   training starts from that projection of the centred features — measured as good as or
 //!   better than the raw features — and the MLP only has to learn corrections.
 
-use crate::atypicality::Atypicality;
-use crate::onnx::{Attribute, Graph};
+use crate::export::onnx::{Attribute, Graph};
+use crate::model::atypicality::Atypicality;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -50,7 +50,7 @@ pub struct Head {
     /// Residual head with `--constant-coordinate R`: the embedding's last coordinate is R before
     /// normalising (the other D - 1 are the projection's), see [`Head::new`].
     constant_coordinate: Option<f64>,
-    /// Exported as the model's second output when set (see [`crate::atypicality`]): fitted by
+    /// Exported as the model's second output when set (see [`crate::model::atypicality`]): fitted by
     /// `sporeprint export` on the trained network, never trained.
     atypicality: Option<Atypicality>,
 }
@@ -217,7 +217,7 @@ fn half_whitened_pca(centred: &Tensor, dim: i64) -> Tensor {
 fn discriminant_directions(centred: &Tensor, labels: &[usize], dim: i64, shrinkage: f64) -> Tensor {
     let x = centred.to_kind(Kind::Double);
     let (rows, width) = (x.size()[0], x.size()[1]);
-    let groups = crate::metrics::by_label(labels);
+    let groups = crate::eval::metrics::by_label(labels);
     let mut species_means = Vec::with_capacity(groups.len());
     let mut within = Vec::with_capacity(groups.len());
     for members in groups.values() {

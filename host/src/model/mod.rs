@@ -1,13 +1,15 @@
 //! The embedding network: a backbone (image -> features) and the study's 3-layer head
 //! (features -> unit-length embedding).
 
+pub mod atypicality;
+
 pub mod efficientnet;
 pub mod head;
 pub mod resnet;
 pub mod tiny;
 
-use crate::atypicality::Atypicality;
-use crate::onnx::{Graph, Outputs};
+use crate::export::onnx::{Graph, Outputs};
+use crate::model::atypicality::Atypicality;
 use head::{Head, HeadKind};
 use sporeprint_shared::PreprocessSpec;
 use sporeprint_shared::preprocess::ResizeFilter;

@@ -3,7 +3,7 @@
 //! Written out rather than taken from `tch::vision::resnet` because the exporter needs to walk
 //! its layers, and tch's version is an opaque closure.
 
-use crate::onnx::{Activation, Graph};
+use crate::export::onnx::{Activation, Graph};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 

@@ -1,7 +1,7 @@
 //! A tiny CNN for fast tests: three stride-2 conv blocks and global average pooling. Trains in
 //! seconds on generated images; never meant to identify real mushrooms.
 
-use crate::onnx::{Activation, Graph};
+use crate::export::onnx::{Activation, Graph};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 

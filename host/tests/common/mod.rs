@@ -3,11 +3,11 @@
 
 use image::{Rgb, RgbImage};
 use sporeprint_host::eval::EvalArgs;
+use sporeprint_host::export::onnx::WeightScales;
 use sporeprint_host::export::{ExportArgs, Precision};
-use sporeprint_host::mining::Mining;
 use sporeprint_host::model::BackboneKind;
 use sporeprint_host::model::head::HeadKind;
-use sporeprint_host::onnx::WeightScales;
+use sporeprint_host::train::mining::Mining;
 use sporeprint_host::train::{self, TrainConfig};
 use std::path::Path;
 use std::sync::Arc;

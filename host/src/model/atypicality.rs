@@ -10,7 +10,7 @@
 //! photos this rejected 12% of unseen-species photos at 5% of known ones, against 2% for the
 //! distance alone (models/default/MODEL_CARD.md).
 
-use crate::metrics;
+use crate::eval::metrics;
 use sporeprint_shared::vector;
 
 /// A fitted atypicality: `(|f / |f| - typical| - mean) * scale` for backbone features `f`.

@@ -19,7 +19,7 @@
 //! - open set: the threshold keeping 95% of validation photos within their nearest seen
 //!   prototype, and the share of unseen-species photos it rejects as "unknown species";
 //! - shifted: every query photo (validation, unseen) also as its shifted variant
-//!   ([`crate::shift`]: another framing, size, light and compression, seeded), asked of the same
+//!   ([`crate::photos::shift`]: another framing, size, light and compression, seeded), asked of the same
 //!   prototypes and enrollments made from the original photos: what a forager's photos from
 //!   another source than the data set get (`shifted` in the report);
 //! - finds: each unseen species enrolled from 1 photo, its other photos taken as the views of
@@ -33,13 +33,16 @@
 //! - other open-set scores (`open_set_scores`): the same rule on the distance to the nearest
 //!   training photo and on the ratio of the nearest prototype's distance to the second's.
 
-use crate::atypicality::Atypicality;
-use crate::data::Collection;
-use crate::metrics::{self, Retrieval};
+pub mod calibration;
+pub mod metrics;
+
+use crate::model::atypicality::Atypicality;
 use crate::model::{BackboneKind, matrix_rows};
-use crate::pipeline::PhotoCache;
+use crate::photos::data::Collection;
+use crate::photos::pipeline::PhotoCache;
 use crate::train::{self, Network};
 use anyhow::Context;
+use metrics::Retrieval;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -88,7 +91,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0.95, value_parser = crate::train::share)]
     pub keep: f64,
     /// Weight of the photo's atypicality in `open_set_with_atypicality` (see
-    /// `sporeprint_host::atypicality`), fitted afresh for every variant, baseline included.
+    /// `sporeprint_host::model::atypicality`), fitted afresh for every variant, baseline included.
     #[arg(long, default_value_t = 1.0, value_parser = crate::train::non_negative)]
     pub atypicality_weight: f64,
     /// Also measure `centred+flip+crops`: gallery and enrollment photos embedded as the mean of
@@ -474,7 +477,7 @@ fn measure(
     (train, train_labels): Labelled,
     (validation, validation_labels): Labelled,
     (unseen, unseen_support, unseen_labels): Unseen,
-    (triplets, features): (&[crate::mining::Triplet], Features),
+    (triplets, features): (&[crate::train::mining::Triplet], Features),
     (seed, shifted): (u64, Option<&Shifted>),
 ) -> VariantReport {
     let triplet_accuracy = triplets

@@ -11,7 +11,7 @@
 //! | `mixed` | random | closest to the positive |
 //!
 //! `batch-hard` and `batch-all` mine online inside P-species x K-photo batches (see
-//! [`crate::loss`]); they have no offline triplets. `proxy-softmax` mines nothing: it trains on
+//! [`crate::train::loss`]); they have no offline triplets. `proxy-softmax` mines nothing: it trains on
 //! the same P x K batches with a softmax over learnt species proxies.
 
 use rand::Rng;

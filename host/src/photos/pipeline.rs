@@ -8,7 +8,7 @@
 //! - Batches are built on a producer thread (images in parallel with rayon) one or two steps
 //!   ahead of the training loop.
 
-use crate::data::Sample;
+use crate::photos::data::Sample;
 use image::RgbImage;
 use image::imageops;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,10 +51,10 @@ impl PhotoCache {
         Self::load_with(samples, spec, label, |_, image| image)
     }
 
-    /// The shifted variants ([`crate::shift`]) of the photos: photo `i` of `samples` shifted
+    /// The shifted variants ([`crate::photos::shift`]) of the photos: photo `i` of `samples` shifted
     /// with seed `seed + i`.
     pub fn load_shifted(samples: &[Sample], spec: PreprocessSpec, label: &str, seed: u64) -> PhotoCache {
-        Self::load_with(samples, spec, label, |i, image| crate::shift::shifted(&image, seed + i as u64))
+        Self::load_with(samples, spec, label, |i, image| crate::photos::shift::shifted(&image, seed + i as u64))
     }
 
     fn load_with(

@@ -1,7 +1,7 @@
 //! `sporeprint export`: what a device needs from a trained run, in one folder.
 //!
 //! - `embedder.onnx`: the network written as ONNX from the run's best weights (see
-//!   [`crate::onnx`]), checked against the tch model on real photos before anything else is
+//!   [`crate::export::onnx`]), checked against the tch model on real photos before anything else is
 //!   written;
 //! - `prototypes.bin`: the prototype table, built by running the EXPORTED model through
 //!   `sporeprint_shared::embedder` (the device's own code) on every photo of the seen species, so
@@ -12,16 +12,18 @@
 //! photos only, the distance that keeps `keep` of the validation photos within their nearest
 //! prototype. The shipped prototypes then use training and validation photos alike.
 
-use crate::atypicality::Atypicality;
-use crate::calibration::{self, Scored};
-use crate::data::{Collection, Sample, Split};
-use crate::metrics;
+pub mod onnx;
+
+use crate::eval::calibration::{self, Scored};
+use crate::eval::metrics;
+use crate::model::atypicality::Atypicality;
 use crate::model::{EmbeddingNet, matrix_rows};
-use crate::onnx::{self, Graph, WeightScales};
-use crate::shift;
+use crate::photos::data::{Collection, Sample, Split};
+use crate::photos::shift;
 use crate::train::{self, Network};
 use anyhow::{Context, anyhow, ensure};
 use indicatif::ParallelProgressIterator;
+use onnx::{Graph, WeightScales};
 use rayon::prelude::*;
 use serde::Serialize;
 use sporeprint_shared::embedder::{Embedder, Observation};
@@ -72,7 +74,7 @@ pub struct ExportArgs {
     /// Known-species photos the open-set threshold must accept.
     #[arg(long, default_value_t = 0.95, value_parser = crate::train::share)]
     pub keep: f64,
-    /// Weight of a photo's atypicality in the open-set rule (see `sporeprint_host::atypicality`,
+    /// Weight of a photo's atypicality in the open-set rule (see `sporeprint_host::model::atypicality`,
     /// fitted here on the training photos): the model reports it as a second output and the
     /// threshold bounds `nearest distance + atypicality`. 0: the embedding alone.
     #[arg(long, default_value_t = 1.0, value_parser = crate::train::non_negative)]
@@ -210,7 +212,7 @@ pub fn quantize(net: &EmbeddingNet, photos: &[PathBuf], scales: WeightScales) ->
 struct Inputs {
     train: Vec<Vec<f32>>,
     validation: Vec<Vec<f32>>,
-    /// The shifted variant ([`crate::shift`]) of each validation photo, in the same order.
+    /// The shifted variant ([`crate::photos::shift`]) of each validation photo, in the same order.
     shifted: Vec<Vec<f32>>,
 }
 
@@ -224,7 +226,7 @@ fn collection_inputs(split: &mut Split, spec: PreprocessSpec) -> (Inputs, Vec<(P
     // Each photo's input and, when `shift`, its shifted variant's (seeded by its place in the
     // split, so every export of a split shifts each photo the same way).
     let mut load = |samples: &mut Vec<Sample>, label: &str, shift: bool| -> Vec<(Vec<f32>, Vec<f32>)> {
-        let bar = crate::pipeline::progress(samples.len() as u64, label);
+        let bar = crate::photos::pipeline::progress(samples.len() as u64, label);
         let loaded: Vec<Result<(Vec<f32>, Vec<f32>), _>> = samples
             .par_iter()
             .enumerate()
@@ -272,11 +274,11 @@ fn reference_embeddings(network: &Network, inputs: &Inputs, spec: PreprocessSpec
         .collect()
 }
 
-/// The trained network's atypicality (see [`crate::atypicality`]) fitted on its features and
+/// The trained network's atypicality (see [`crate::model::atypicality`]) fitted on its features and
 /// embeddings of the training photos.
 fn fit_atypicality(network: &Network, inputs: &Inputs, split: &Split, weight: f64) -> Option<Atypicality> {
     let size = network.net.input_size();
-    let bar = crate::pipeline::progress(inputs.train.len() as u64, "atypicality: training photos");
+    let bar = crate::photos::pipeline::progress(inputs.train.len() as u64, "atypicality: training photos");
     let all: Vec<usize> = (0..inputs.train.len()).collect();
     let batch = |chunk: &[usize]| {
         bar.inc(chunk.len() as u64);
@@ -332,7 +334,7 @@ fn prepare_variant(
     let embedder = Embedder::from_bytes(bytes, spec).with_context(|| format!("{}", path.display()))?;
 
     let observe = |rows: &[Vec<f32>], label: &str| -> anyhow::Result<Vec<Observation>> {
-        let bar = crate::pipeline::progress(rows.len() as u64, label);
+        let bar = crate::photos::pipeline::progress(rows.len() as u64, label);
         Ok(rows.par_iter().progress_with(bar).map(|x| embedder.observe_input(x)).collect::<Result<Vec<_>, _>>()?)
     };
     let embeddings = |observed: &[Observation]| observed.iter().map(|o| o.embedding.clone()).collect::<Vec<_>>();
@@ -435,7 +437,7 @@ fn prototype_table<'a>(
 }
 
 /// A species' table entry description, from the data set's files.
-fn new_species(species: &crate::data::Species) -> anyhow::Result<NewSpecies> {
+fn new_species(species: &crate::photos::data::Species) -> anyhow::Result<NewSpecies> {
     let name = |text: &str, what: &str| Name::new(text).map_err(|e| anyhow!("species {:?}: {what}{e}", species.name));
     Ok(NewSpecies {
         name: name(&display_name(&species.name), "")?,
@@ -561,7 +563,7 @@ fn calibrate(model: &[u8], probes: usize, photos: &[PathBuf], spec: PreprocessSp
         .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
         .into_optimized()?
         .into_runnable()?;
-    let bar = crate::pipeline::progress(photos.len() as u64, "int8 calibration");
+    let bar = crate::photos::pipeline::progress(photos.len() as u64, "int8 calibration");
     let per_photo = photos
         .par_iter()
         .progress_with(bar)

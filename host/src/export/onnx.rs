@@ -33,7 +33,7 @@ pub const ATYPICALITY_OUTPUT: &str = "atypicality";
 /// Where an exported network's results are in its graph.
 pub struct Outputs {
     pub embedding: String,
-    /// See [`crate::atypicality`].
+    /// See [`crate::model::atypicality`].
     pub atypicality: Option<String>,
 }
 

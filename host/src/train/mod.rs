@@ -17,15 +17,19 @@
 //! Every random choice comes from the seed and the epoch number, and the optimizer state is
 //! saved, so `--resume` continues exactly where an interrupted run stopped.
 
-use crate::adam::Adam;
-use crate::data::{Collection, Split};
-use crate::loss::{self, LossOutput};
-use crate::metrics;
-use crate::mining::{self, Distances, Mining, Triplet};
+pub mod adam;
+pub mod loss;
+pub mod mining;
+
+use crate::eval::metrics;
 use crate::model::head::{HeadKind, Projection};
 use crate::model::{BACKBONE_PREFIX, BackboneKind, EmbeddingNet, matrix_rows};
-use crate::pipeline::{self, Augment, BatchPlan, PhotoCache};
+use crate::photos::data::{Collection, Split};
+use crate::photos::pipeline::{self, Augment, BatchPlan, PhotoCache};
+use crate::train::adam::Adam;
 use anyhow::{Context, bail, ensure};
+use loss::LossOutput;
+use mining::{Distances, Mining, Triplet};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
