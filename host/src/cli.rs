@@ -60,17 +60,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 flag.store(true, Ordering::SeqCst);
             })?;
             let summary = train::train(config, resume, interrupt)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                println!(
-                    "{} epoch(s) done; best validation prototype top-1 {} (loss {}) at epoch {}{}",
-                    summary.epochs_done,
-                    summary.best_validation_accuracy.map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
-                    summary.best_validation_loss.map_or("-".into(), |l| format!("{l:.4}")),
-                    summary.best_epoch.map_or("-".into(), |e| e.to_string()),
-                    if summary.stopped_early { " (stopped early)" } else { "" }
-                );
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&summary)?),
+                false => println!("{}", summary.describe()),
             }
             Ok(())
         }
@@ -88,46 +80,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export(args) => {
             let summary = export::export(&args)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&summary)?);
-            } else {
-                println!("{}: default variant {:?}", summary.out.display(), summary.default);
-                for v in std::iter::once(&summary.fp32).chain(&summary.int8) {
-                    println!(
-                        "  {} ({:.1} MB, fingerprint {}): cosine to the trained model mean {:.5} / worst {:.5}; \
-                         {} species; open-set threshold {:.3}; validation prototype top-1 {:.1}%, top-3 {:.1}%, 5-NN {:.1}%",
-                        v.embedder,
-                        v.embedder_bytes as f64 / 1e6,
-                        &v.fingerprint[..12],
-                        v.mean_cosine,
-                        v.min_cosine,
-                        v.species,
-                        v.open_set_threshold,
-                        100.0 * v.validation_prototype_top1,
-                        100.0 * v.validation_prototype_top3,
-                        100.0 * v.validation_knn5
-                    );
-                    if let Some(c) = &v.calibration {
-                        println!(
-                            "    confidence: temperature {:.4}; ECE validation {:.3} (uncalibrated {:.3}), shifted \
-                             variants {:.3} (uncalibrated {:.3}); shifted prototype top-1 {:.1}%",
-                            c.temperature,
-                            c.validation_ece,
-                            c.uncalibrated_validation_ece,
-                            c.shifted_ece,
-                            c.uncalibrated_shifted_ece,
-                            100.0 * c.shifted_prototype_top1
-                        );
-                        for (set, a) in [("validation", &c.validation_answers), ("shifted", &c.shifted_answers)] {
-                            let Some(a) = a else { continue };
-                            println!(
-                                "    the device's verdicts, {set} photos ({}): species {} ({} right), genus {} ({} \
-                                 right), unknown {}",
-                                a.photos, a.species, a.species_right, a.genus, a.genus_right, a.unknown
-                            );
-                        }
-                    }
-                }
+            match args.json {
+                true => println!("{}", serde_json::to_string(&summary)?),
+                false => println!("{}", export::describe(&summary)),
             }
             Ok(())
         }

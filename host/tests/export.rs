@@ -153,6 +153,10 @@ fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {
     let out = tempfile::tempdir().unwrap();
     let summary = export::export(&export_args(run_dir.path(), out.path())).unwrap();
     let int8 = summary.int8.as_ref().unwrap();
+    // What `sporeprint export` prints: one block per variant, each with its calibration.
+    let text = export::describe(&summary);
+    assert!(text.contains("default variant Fp32") && text.contains("embedder.int8.onnx"), "{text}");
+    assert_eq!(text.matches("confidence: temperature").count(), 2, "{text}");
     println!(
         "fp32: cosine {:.6}, top-1 {:.3}; int8: cosine mean {:.4} worst {:.4}, top-1 {:.3}, {} -> {} bytes",
         summary.fp32.min_cosine,

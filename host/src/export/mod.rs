@@ -117,6 +117,47 @@ const PARITY_COSINE: f64 = 0.9999;
 /// Mean cosine below which the int8 graph is refused.
 const INT8_COSINE: f64 = 0.99;
 
+/// What an export wrote, as a person reads it: the folder, then each variant's files, agreement
+/// with the trained model, accuracy, calibration and the device's own verdicts.
+pub fn describe(summary: &ExportSummary) -> String {
+    let mut text = format!("{}: default variant {:?}", summary.out.display(), summary.default);
+    for v in std::iter::once(&summary.fp32).chain(&summary.int8) {
+        text.push_str(&format!(
+            "\n  {} ({:.1} MB, fingerprint {}): cosine to the trained model mean {:.5} / worst {:.5}; \
+             {} species; open-set threshold {:.3}; validation prototype top-1 {:.1}%, top-3 {:.1}%, 5-NN {:.1}%",
+            v.embedder,
+            v.embedder_bytes as f64 / 1e6,
+            &v.fingerprint[..12],
+            v.mean_cosine,
+            v.min_cosine,
+            v.species,
+            v.open_set_threshold,
+            100.0 * v.validation_prototype_top1,
+            100.0 * v.validation_prototype_top3,
+            100.0 * v.validation_knn5
+        ));
+        let Some(c) = &v.calibration else { continue };
+        text.push_str(&format!(
+            "\n    confidence: temperature {:.4}; ECE validation {:.3} (uncalibrated {:.3}), shifted \
+             variants {:.3} (uncalibrated {:.3}); shifted prototype top-1 {:.1}%",
+            c.temperature,
+            c.validation_ece,
+            c.uncalibrated_validation_ece,
+            c.shifted_ece,
+            c.uncalibrated_shifted_ece,
+            100.0 * c.shifted_prototype_top1
+        ));
+        for (set, a) in [("validation", &c.validation_answers), ("shifted", &c.shifted_answers)] {
+            let Some(a) = a else { continue };
+            text.push_str(&format!(
+                "\n    the device's verdicts, {set} photos ({}): species {} ({} right), genus {} ({} right), unknown {}",
+                a.photos, a.species, a.species_right, a.genus, a.genus_right, a.unknown
+            ));
+        }
+    }
+    text
+}
+
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     let (config, mut network) = train::load_run(&args.run, train::BEST, Device::Cpu)?;
     let data = args.data.clone().unwrap_or(config.data.clone());

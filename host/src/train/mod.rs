@@ -658,6 +658,20 @@ pub struct TrainSummary {
     pub excluded_species: Vec<String>,
 }
 
+impl TrainSummary {
+    /// The summary as a person reads it: one line.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} epoch(s) done; best validation prototype top-1 {} (loss {}) at epoch {}{}",
+            self.epochs_done,
+            self.best_validation_accuracy.map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
+            self.best_validation_loss.map_or("-".into(), |l| format!("{l:.4}")),
+            self.best_epoch.map_or("-".into(), |e| e.to_string()),
+            if self.stopped_early { " (stopped early)" } else { "" }
+        )
+    }
+}
+
 /// Trains (or, with `resume`, continues) the run in `config.out`.
 pub fn train(config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) -> anyhow::Result<TrainSummary> {
     let (config, mut state) = open_run(config, resume)?;
