@@ -385,11 +385,13 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
         variants.push(measure(
             name,
             args,
-            (&train_e, &train_labels),
-            (&validation_e, &validation_labels),
-            (&unseen_e, &unseen_e, &unseen_labels),
-            (&triplets, features_of),
-            (seed, Some(&shifted)),
+            Sets {
+                train: (&train_e, &train_labels),
+                validation: (&validation_e, &validation_labels),
+                unseen: (&unseen_e, &unseen_e, &unseen_labels),
+                shifted: Some(&shifted),
+            },
+            (&triplets, features_of, seed),
         ));
     }
     if let (Some(train_views), Some(unseen_views)) = (&train_raw.views, &unseen_raw.views) {
@@ -404,14 +406,18 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
                 })
                 .collect()
         };
+        let (train_e, validation_e) = (normalise(train_views), variant(&validation_raw, true, Some(&centre)));
+        let (unseen_e, unseen_support) = (variant(&unseen_raw, true, Some(&centre)), normalise(unseen_views));
         variants.push(measure(
             "centred+flip+crops",
             args,
-            (&normalise(train_views), &train_labels),
-            (&variant(&validation_raw, true, Some(&centre)), &validation_labels),
-            (&variant(&unseen_raw, true, Some(&centre)), &normalise(unseen_views), &unseen_labels),
-            (&triplets, features_of),
-            (seed, None),
+            Sets {
+                train: (&train_e, &train_labels),
+                validation: (&validation_e, &validation_labels),
+                unseen: (&unseen_e, &unseen_support, &unseen_labels),
+                shifted: None,
+            },
+            (&triplets, features_of, seed),
         ));
     }
     let sets = [
@@ -471,15 +477,28 @@ struct Shifted {
 /// Seeds the shifted variants (the exporter's, so both shift each photo of a split alike).
 const SHIFT_SEED: u64 = crate::export::SHIFT_SEED;
 
+/// One variant's embeddings of each set, in the order of their labels.
+struct Sets<'a> {
+    train: Labelled<'a>,
+    validation: Labelled<'a>,
+    unseen: Unseen<'a>,
+    /// Absent for the variant with enrollment crops.
+    shifted: Option<&'a Shifted>,
+}
+
+/// The variant's metrics (see the module docs); `seed` draws the k-shot and find supports.
 fn measure(
     name: &str,
     args: &EvalArgs,
-    (train, train_labels): Labelled,
-    (validation, validation_labels): Labelled,
-    (unseen, unseen_support, unseen_labels): Unseen,
-    (triplets, features): (&[crate::train::mining::Triplet], Features),
-    (seed, shifted): (u64, Option<&Shifted>),
+    sets: Sets,
+    (triplets, features, seed): (&[crate::train::mining::Triplet], Features, u64),
 ) -> VariantReport {
+    let Sets {
+        train: (train, train_labels),
+        validation: (validation, validation_labels),
+        unseen: (unseen, unseen_support, unseen_labels),
+        shifted,
+    } = sets;
     let triplet_accuracy = triplets
         .iter()
         .filter(|t| {

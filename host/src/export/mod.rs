@@ -183,23 +183,23 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
     // The trained network's own embeddings: the reference both exports are held to.
     let reference = reference_embeddings(&network, &inputs, spec);
 
+    let photos = ExportPhotos { collection: &collection, split: &split, inputs: &inputs, reference: &reference };
+    let files = |embedder, prototypes| VariantFiles { out: &args.out, embedder, prototypes };
     let fp32 = prepare_variant(
-        &args.out,
-        (EMBEDDER, PROTOTYPES),
+        files(EMBEDDER, PROTOTYPES),
         &onnx::encode(&net.export()),
-        (&collection, &split, &inputs, &reference),
+        &photos,
         Agreement::Worst(PARITY_COSINE),
         (args.keep, spec),
     )?;
 
     let int8 = if args.int8 {
-        let photos = calibration_photos(args, &split)?;
-        let model = quantize(net, &photos, args.int8_scales)?;
+        let calibration = calibration_photos(args, &split)?;
+        let model = quantize(net, &calibration, args.int8_scales)?;
         let int8 = prepare_variant(
-            &args.out,
-            (EMBEDDER_INT8, PROTOTYPES_INT8),
+            files(EMBEDDER_INT8, PROTOTYPES_INT8),
             &onnx::encode(&model),
-            (&collection, &split, &inputs, &reference),
+            &photos,
             Agreement::Mean(INT8_COSINE),
             (args.keep, spec),
         )?;
@@ -363,15 +363,32 @@ impl Prepared {
 
 /// Measures one exported model and builds its prototype table; refuses a model that does not
 /// agree with the trained network (nothing is written until every variant passed).
+/// Where a variant's two files go, by name.
+struct VariantFiles<'a> {
+    out: &'a Path,
+    embedder: &'a str,
+    prototypes: &'a str,
+}
+
+/// The photos every variant is measured and tabled on, and the trained model's embeddings of
+/// the training photos (what each variant must agree with).
+struct ExportPhotos<'a> {
+    collection: &'a Collection,
+    split: &'a Split,
+    inputs: &'a Inputs,
+    reference: &'a [Vec<f32>],
+}
+
 fn prepare_variant(
-    out: &Path,
-    (embedder_name, table_name): (&str, &str),
+    files: VariantFiles,
     bytes: &[u8],
-    (collection, split, inputs, reference): (&Collection, &Split, &Inputs, &[Vec<f32>]),
+    photos: &ExportPhotos,
     agreement: Agreement,
     (keep, spec): (f64, PreprocessSpec),
 ) -> anyhow::Result<Prepared> {
-    let path = out.join(embedder_name);
+    let (embedder_name, table_name) = (files.embedder, files.prototypes);
+    let ExportPhotos { collection, split, inputs, reference } = *photos;
+    let path = files.out.join(embedder_name);
     let embedder = Embedder::from_bytes(bytes, spec).with_context(|| format!("{}", path.display()))?;
 
     let observe = |rows: &[Vec<f32>], label: &str| -> anyhow::Result<Vec<Observation>> {
