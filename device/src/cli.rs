@@ -174,16 +174,9 @@ pub enum Command {
     Info,
 }
 
-/// The binary's whole `main`: one line, `error: ` and the chain of causes joined by ": "
-/// (anyhow's `{:#}`), never the multi-line Debug dump `fn main() -> Result` prints.
+/// The binary's whole `main` (errors printed as every sporeprint binary prints them).
 pub fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sporeprint_tables::cli::exit_code(run(Cli::parse()))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

@@ -114,10 +114,15 @@ pub struct SyncArgs {
     pub json: bool,
 }
 
-/// The binary's whole `main`: one line, `error: ` and the chain of causes joined by ": "
-/// (anyhow's `{:#}`), never the multi-line Debug dump `fn main() -> Result` prints.
+/// The binary's whole `main`.
 pub fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    exit_code(run(Cli::parse()))
+}
+
+/// How every sporeprint binary ends: on an error, one line, `error: ` and the chain of causes
+/// joined by ": " (anyhow's `{:#}`), never the multi-line Debug dump `fn main() -> Result` prints.
+pub fn exit_code(outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
