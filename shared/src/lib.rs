@@ -38,6 +38,8 @@ pub mod embedder;
 pub mod image_io;
 #[cfg(feature = "std")]
 pub mod manifest;
+#[cfg(feature = "tract")]
+pub mod qdepthwise;
 #[cfg(feature = "std")]
 pub mod store;
 
