@@ -40,3 +40,22 @@ fn the_rewritten_model_embeds_as_tracts_own() {
     println!("{ours} depthwise layers swapped; cosine to tract's own {cosine}");
     assert!(cosine > 0.999, "cosine {cosine}");
 }
+
+/// Not a speed check (benchmarks do that): prints the per-photo time of both plans, for a look.
+#[test]
+#[ignore]
+fn print_both_plans_times() {
+    let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let input: TValue = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap().into();
+    let mut rewritten = model();
+    qdepthwise::rewriter().rewrite(&(), &mut rewritten).unwrap();
+    for (name, m) in [("tract's own", model()), ("with QDepthwise", rewritten)] {
+        let plan = m.into_optimized().unwrap().into_runnable().unwrap();
+        plan.run(tvec!(input.clone())).unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..5 {
+            plan.run(tvec!(input.clone())).unwrap();
+        }
+        println!("{name}: {:?} per photo", started.elapsed() / 5);
+    }
+}
