@@ -84,6 +84,13 @@ impl Embedder {
         let model = tract_onnx::onnx()
             .model_for_read(&mut &*bytes)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, size, size]).into()))
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .and_then(|mut m| {
+                // Quantized depthwise convolutions run as one fused pass (crate::qdepthwise).
+                crate::qdepthwise::rewriter().rewrite(&(), &mut m)?;
+                Ok(m)
+            })
             .and_then(|m| m.into_optimized())
             .map_err(model_error)?;
         let output = model.output_fact(0).map_err(model_error)?;
