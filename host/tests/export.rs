@@ -201,11 +201,11 @@ fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {
     // Each table belongs to its own model only.
     let int8_table = out.path().join(export::PROTOTYPES_INT8);
     assert!(matches!(
-        store::load_for_model::<Vec<_>>(&int8_table, &fingerprint, 16),
+        store::load_for_model(&int8_table, &fingerprint, 16),
         Err(StoreError::WrongModel { .. })
     ));
     let int8_model = out.path().join(export::EMBEDDER_INT8);
-    store::load_for_model::<Vec<_>>(&int8_table, &ModelFingerprint::of_file(&int8_model).unwrap(), 16).unwrap();
+    store::load_for_model(&int8_table, &ModelFingerprint::of_file(&int8_model).unwrap(), 16).unwrap();
 
     // The manifest says what is where.
     let manifest: toml::Table =

@@ -20,7 +20,7 @@
 //! What a forager is then told is decided from this in one place: [`crate::verdict`].
 
 use crate::species::Edibility;
-use crate::table::{EntryStore, PrototypeTable, TableError};
+use crate::table::{Table, TableError};
 use crate::vector;
 use alloc::vec::Vec;
 
@@ -75,14 +75,14 @@ impl Identification {
     }
 }
 
-impl<E: EntryStore> PrototypeTable<E> {
+impl Table {
     /// Classifies one embedding (normalised here, so a raw one is fine). `top_k` is clamped to
-    /// 1..=[`MAX_TOP_K`]. For a model without atypicality; see [`PrototypeTable::identify_with`].
+    /// 1..=[`MAX_TOP_K`]. For a model without atypicality; see [`Table::identify_with`].
     pub fn identify(&self, embedding: &[f32], top_k: usize) -> Result<Identification, TableError> {
         self.identify_with(embedding, 0.0, top_k)
     }
 
-    /// As [`PrototypeTable::identify`], the open-set rule comparing `nearest distance +
+    /// As [`Table::identify`], the open-set rule comparing `nearest distance +
     /// atypicality` with the threshold (`crate::embedder::Observation` has both).
     pub fn identify_with(
         &self,
@@ -104,7 +104,6 @@ impl<E: EntryStore> PrototypeTable<E> {
 
         let header = self.header();
         let k = top_k.clamp(1, MAX_TOP_K);
-        let mut top = heapless::Vec::<Match, MAX_TOP_K>::new();
         // Nearest deadly, nearest poisonous: a deadly look-alike is named before a poisonous one.
         let mut nearest_dangerous: [Option<Match>; 2] = [None, None];
         let mut normaliser = LogSumExp::default();
@@ -114,7 +113,6 @@ impl<E: EntryStore> PrototypeTable<E> {
             distances.push(distance);
             normaliser.add(-distance / header.temperature);
             let candidate = Match { index, distance, confidence: 0.0 };
-            insert_nearest(&mut top, k, candidate);
             let class = match entry.edibility {
                 Edibility::Deadly => Some(0),
                 Edibility::Poisonous => Some(1),
@@ -127,6 +125,10 @@ impl<E: EntryStore> PrototypeTable<E> {
             }
         }
 
+        let mut top: heapless::Vec<Match, MAX_TOP_K> = vector::k_smallest(distances.iter().copied().enumerate(), k)
+            .into_iter()
+            .map(|(index, distance)| Match { index, distance, confidence: 0.0 })
+            .collect();
         let probability =
             |distance: f32| libm::expf(-distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
         let confidence = |m: &mut Match| m.confidence = probability(m.distance);
@@ -185,19 +187,6 @@ impl<E: EntryStore> PrototypeTable<E> {
             .reduce(|best, g| if g.probability > best.probability { g } else { best })
             .map(|g| GenusMatch { probability: g.probability.min(1.0), ..g })
     }
-}
-
-/// Keeps `top` sorted by distance and at most `k` long. Ties keep the earlier entry first, so
-/// results do not depend on anything but the table's order.
-fn insert_nearest(top: &mut heapless::Vec<Match, MAX_TOP_K>, k: usize, candidate: Match) {
-    if top.len() == k && top.last().is_some_and(|worst| worst.distance <= candidate.distance) {
-        return;
-    }
-    let at = top.partition_point(|m| m.distance <= candidate.distance);
-    if top.len() == k {
-        top.pop();
-    }
-    top.insert(at, candidate).expect("room was made");
 }
 
 /// `ln(sum(exp(x_i)))` accumulated one term at a time without overflow.

@@ -41,7 +41,7 @@ pub struct Observation {
     /// How unlike the model's training photos the photo looks as a whole, in embedding distance
     /// units (0 for a typical photo, negative for a very typical one); 0 when the model has no
     /// such output. The open-set rule adds it to the nearest prototype's distance
-    /// ([`crate::table::PrototypeTable::identify_with`]).
+    /// ([`crate::table::Table::identify_with`]).
     pub atypicality: f32,
 }
 

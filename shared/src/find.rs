@@ -2,7 +2,7 @@
 //!
 //! The views are combined into one query before the table is asked, so a find goes through
 //! exactly the classification, open-set rule, genus and look-alike search of a single photo
-//! ([`crate::table::PrototypeTable::identify_with`]):
+//! ([`crate::table::Table::identify_with`]):
 //! - the embedding is the mean of the views' unit embeddings (normalised again by the table).
 //!   For unit vectors `|q - p|^2 = 2 - 2 q.p`, so this ranks species by the sum of the views'
 //!   squared distances: every view counts, one odd view cannot outvote the others alone;
@@ -23,7 +23,7 @@ pub struct View<'a> {
 /// The query a find's views make together: (unit embedding, atypicality).
 ///
 /// Refuses no views, views of different dimensions and any view that is not finite, as
-/// [`crate::table::PrototypeTable::identify_with`] refuses one photo's.
+/// [`crate::table::Table::identify_with`] refuses one photo's.
 pub fn combine(views: &[View<'_>]) -> Result<(Vec<f32>, f32), TableError> {
     let Some(first) = views.first() else {
         return Err(TableError::EmptyFind);

@@ -18,7 +18,7 @@
 
 use crate::prototype::Prototype;
 use crate::species::{Edibility, Name, Origin, SpeciesId};
-use crate::table::{Entry, EntryStore, Header, NewSpecies, PrototypeTable, Source, TableError, Tombstone};
+use crate::table::{Entry, Header, MAX_SPECIES, NewSpecies, Source, Table, TableError, Tombstone};
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 use serde::de::{SeqAccess, Visitor};
@@ -72,25 +72,22 @@ struct PayloadRef<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(bound = "E: EntryStore")]
-struct Payload<E: EntryStore> {
+struct Payload {
     header: Header,
-    entries: Entries<E, Entry>,
+    entries: Entries<Entry>,
     tombstones: Vec<Tombstone>,
 }
 
 #[derive(Deserialize)]
-#[serde(bound = "E: EntryStore")]
-struct PayloadV1<E: EntryStore> {
+struct PayloadV1 {
     header: Header,
-    entries: Entries<E, EntryV1>,
+    entries: Entries<EntryV1>,
 }
 
 #[derive(Deserialize)]
-#[serde(bound = "E: EntryStore")]
-struct PayloadV2<E: EntryStore> {
+struct PayloadV2 {
     header: Header,
-    entries: Entries<E, EntryV2>,
+    entries: Entries<EntryV2>,
     tombstones: Vec<Tombstone>,
 }
 
@@ -150,52 +147,51 @@ impl TryFrom<EntryV1> for Entry {
     }
 }
 
-/// Entries decoded straight into the store (from records of type `R`); what does not fit is
-/// counted, not silently dropped.
-struct Entries<E, R> {
-    store: E,
+/// Entries decoded from records of type `R`, at most [`MAX_SPECIES`] of them: what is beyond is
+/// counted, not kept, so a hostile file cannot make the reader allocate without bound.
+struct Entries<R> {
+    entries: Vec<Entry>,
     overflow: usize,
     record: PhantomData<R>,
 }
 
-impl<E: EntryStore, R> Entries<E, R> {
-    /// The entries, unless some did not fit the store.
-    fn into_store(self) -> Result<E, FormatError> {
+impl<R> Entries<R> {
+    /// The entries, unless there were too many.
+    fn into_entries(self) -> Result<Vec<Entry>, FormatError> {
         if self.overflow > 0 {
-            let capacity = E::CAPACITY.unwrap_or(usize::MAX);
-            return Err(FormatError::TooManySpecies { found: capacity + self.overflow, capacity });
+            return Err(FormatError::TooManySpecies { found: MAX_SPECIES + self.overflow, capacity: MAX_SPECIES });
         }
-        Ok(self.store)
+        Ok(self.entries)
     }
 }
 
-impl<'de, E, R> Deserialize<'de> for Entries<E, R>
+impl<'de, R> Deserialize<'de> for Entries<R>
 where
-    E: EntryStore,
     R: Deserialize<'de> + TryInto<Entry>,
     R::Error: core::fmt::Display,
 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor<E, R>(PhantomData<(E, R)>);
-        impl<'de, E, R> Visitor<'de> for EntriesVisitor<E, R>
+        struct EntriesVisitor<R>(PhantomData<R>);
+        impl<'de, R> Visitor<'de> for EntriesVisitor<R>
         where
-            E: EntryStore,
             R: Deserialize<'de> + TryInto<Entry>,
             R::Error: core::fmt::Display,
         {
-            type Value = Entries<E, R>;
+            type Value = Entries<R>;
             fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
                 f.write_str("a sequence of species entries")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries<E, R>, A::Error> {
-                let mut entries = Entries { store: E::default(), overflow: 0, record: PhantomData };
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries<R>, A::Error> {
+                let mut decoded = Entries { entries: Vec::new(), overflow: 0, record: PhantomData };
                 while let Some(record) = seq.next_element::<R>()? {
                     let entry = record.try_into().map_err(serde::de::Error::custom)?;
-                    if entries.store.push(entry).is_err() {
-                        entries.overflow += 1;
+                    if decoded.entries.len() < MAX_SPECIES {
+                        decoded.entries.push(entry);
+                    } else {
+                        decoded.overflow += 1;
                     }
                 }
-                Ok(entries)
+                Ok(decoded)
             }
         }
         deserializer.deserialize_seq(EntriesVisitor(PhantomData))
@@ -203,7 +199,7 @@ where
 }
 
 /// The file's bytes for `table`.
-pub fn encode<E: EntryStore>(table: &PrototypeTable<E>) -> Vec<u8> {
+pub fn encode(table: &Table) -> Vec<u8> {
     let payload = postcard::to_allocvec(&PayloadRef {
         header: table.header(),
         entries: table.entries(),
@@ -220,7 +216,7 @@ pub fn encode<E: EntryStore>(table: &PrototypeTable<E>) -> Vec<u8> {
 }
 
 /// Reads a table from the file's bytes, checking every field (see the module docs).
-pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatError> {
+pub fn decode(bytes: &[u8]) -> Result<Table, FormatError> {
     let Some((preamble, payload)) = bytes.split_first_chunk::<PREAMBLE_LEN>() else {
         return Err(FormatError::TooShort { len: bytes.len() });
     };
@@ -246,16 +242,16 @@ pub fn decode<E: EntryStore>(bytes: &[u8]) -> Result<PrototypeTable<E>, FormatEr
         return Err(FormatError::BadChecksum { stored, computed });
     }
     let (header, entries, tombstones) = if version == 1 {
-        let decoded: PayloadV1<E> = read_payload(payload)?;
-        (decoded.header, decoded.entries.into_store()?, Vec::new())
+        let decoded: PayloadV1 = read_payload(payload)?;
+        (decoded.header, decoded.entries.into_entries()?, Vec::new())
     } else if version == 2 {
-        let decoded: PayloadV2<E> = read_payload(payload)?;
-        (decoded.header, decoded.entries.into_store()?, decoded.tombstones)
+        let decoded: PayloadV2 = read_payload(payload)?;
+        (decoded.header, decoded.entries.into_entries()?, decoded.tombstones)
     } else {
-        let decoded: Payload<E> = read_payload(payload)?;
-        (decoded.header, decoded.entries.into_store()?, decoded.tombstones)
+        let decoded: Payload = read_payload(payload)?;
+        (decoded.header, decoded.entries.into_entries()?, decoded.tombstones)
     };
-    let table = PrototypeTable::from_parts(header, entries, tombstones);
+    let table = Table::from_parts(header, entries, tombstones);
     table.validate()?;
     Ok(table)
 }

@@ -48,6 +48,6 @@ pub use confidence::Band;
 pub use fingerprint::ModelFingerprint;
 pub use preprocess::PreprocessSpec;
 pub use species::{Edibility, Name, Origin, SpeciesId};
-pub use table::{Entry, EntryStore, FixedTable, Header, PrototypeTable, Source, Table, TableError, Tombstone};
+pub use table::{Entry, Header, Source, Table, TableError, Tombstone};
 pub use vector::Metric;
 pub use verdict::{Tone, Verdict};

@@ -17,7 +17,7 @@
 //! or on the host gives the same table, and merging a table with its own merge changes nothing.
 
 use crate::prototype::Prototype;
-use crate::table::{Entry, EntryStore, Header, PrototypeTable, Source, TableError, Tombstone};
+use crate::table::{Entry, Header, Source, Table, TableError, Tombstone};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -57,10 +57,7 @@ pub fn check_compatible(ours: &Header, theirs: &Header) -> Result<(), MergeError
 }
 
 /// The table holding both sides' changes (see the module docs), entries in name order.
-pub fn merge<E: EntryStore, F: EntryStore>(
-    ours: &PrototypeTable<E>,
-    theirs: &PrototypeTable<F>,
-) -> Result<PrototypeTable<E>, MergeError> {
+pub fn merge(ours: &Table, theirs: &Table) -> Result<Table, MergeError> {
     check_compatible(ours.header(), theirs.header())?;
 
     let mut tombstones: BTreeMap<_, Tombstone> = BTreeMap::new();
@@ -95,7 +92,7 @@ pub fn merge<E: EntryStore, F: EntryStore>(
 
     let mut header = newest_header(ours.header(), theirs.header()).clone();
     header.revision = ours.header().revision.max(theirs.header().revision);
-    let mut merged = PrototypeTable::<E>::from_parts(header, E::default(), tombstones.into_values().collect());
+    let mut merged = Table::from_parts(header, Vec::new(), tombstones.into_values().collect());
     for entry in by_name.into_values() {
         merged.push_unchecked(entry)?;
     }
@@ -174,7 +171,7 @@ fn newest_header<'a>(a: &'a Header, b: &'a Header) -> &'a Header {
 }
 
 /// Same species, shots, names and calibration, whatever the order of entries.
-fn same_content<E: EntryStore, F: EntryStore>(a: &PrototypeTable<E>, b: &PrototypeTable<F>) -> bool {
+fn same_content(a: &Table, b: &Table) -> bool {
     let calibration = |h: &Header| (h.open_set_threshold, h.lookalike_margin, h.temperature);
     calibration(a.header()) == calibration(b.header())
         && a.tombstones() == b.tombstones()

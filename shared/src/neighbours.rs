@@ -7,7 +7,7 @@
 //! What is unusual is relative to the table itself: closer to a species than nearly all species
 //! are to their own nearest neighbour.
 
-use crate::table::{EntryStore, PrototypeTable};
+use crate::table::Table;
 use alloc::vec::Vec;
 
 /// A species near a vector: its index in the table's entries and its distance.
@@ -24,7 +24,7 @@ pub const CROWDED_SHARE: f32 = 0.05;
 /// open-set threshold.
 pub const MIN_SPECIES_FOR_STATISTICS: usize = 10;
 
-impl<E: EntryStore> PrototypeTable<E> {
+impl Table {
     /// The `k` species nearest to `vector` (a unit vector of the table's dimension), nearest
     /// first, skipping the entry at `exclude` (the species the vector is the prototype of).
     pub fn neighbours(&self, vector: &[f32], exclude: Option<usize>, k: usize) -> Vec<Neighbour> {

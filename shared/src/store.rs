@@ -7,7 +7,7 @@
 
 use crate::fingerprint::ModelFingerprint;
 use crate::format::{self, FormatError};
-use crate::table::{EntryStore, PrototypeTable};
+use crate::table::Table;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::{fs, io};
@@ -108,22 +108,22 @@ pub fn lock(path: &Path, waiting: impl FnOnce()) -> Result<TableLock, StoreError
     Ok(TableLock { _file: file })
 }
 
-pub fn save<E: EntryStore>(path: &Path, table: &PrototypeTable<E>) -> Result<(), StoreError> {
+pub fn save(path: &Path, table: &Table) -> Result<(), StoreError> {
     write_atomically(path, &format::encode(table)).map_err(|problem| StoreError::Io { path: path.into(), problem })
 }
 
-pub fn load<E: EntryStore>(path: &Path) -> Result<PrototypeTable<E>, StoreError> {
+pub fn load(path: &Path) -> Result<Table, StoreError> {
     let bytes = fs::read(path).map_err(|problem| StoreError::Io { path: path.into(), problem })?;
     format::decode(&bytes).map_err(|problem| StoreError::Format { path: path.into(), problem })
 }
 
 /// Loads a table and checks it belongs to the model that will produce the queries.
-pub fn load_for_model<E: EntryStore>(
+pub fn load_for_model(
     path: &Path,
     model: &ModelFingerprint,
     embedding_dim: usize,
-) -> Result<PrototypeTable<E>, StoreError> {
-    let table = load::<E>(path)?;
+) -> Result<Table, StoreError> {
+    let table = load(path)?;
     if table.header().model_fingerprint != *model {
         return Err(StoreError::WrongModel {
             path: path.into(),

@@ -1,8 +1,6 @@
 //! The prototype table: one prototype per species, plus everything needed to use it safely with
 //! the right model (fingerprint, dimension, preprocessing, calibrated thresholds).
 //!
-//! The same [`PrototypeTable`] works over a growable `Vec` (host) or a fixed-capacity
-//! `heapless::Vec` (device); [`EntryStore`] is the small seam between them.
 
 use crate::fingerprint::ModelFingerprint;
 use crate::preprocess::PreprocessSpec;
@@ -183,53 +181,9 @@ impl TryFrom<EntryRecord> for Entry {
     }
 }
 
-/// Storage for a table's entries: a `Vec` on the host, a fixed-capacity `heapless::Vec` on a
-/// device that must not grow without bound.
-pub trait EntryStore: Default {
-    /// Most entries the store can hold, `None` when unbounded.
-    const CAPACITY: Option<usize>;
-    fn as_slice(&self) -> &[Entry];
-    fn as_mut_slice(&mut self) -> &mut [Entry];
-    fn push(&mut self, entry: Entry) -> Result<(), StoreFull>;
-    fn remove(&mut self, index: usize) -> Entry;
-}
-
-/// An [`EntryStore`] had no room for another entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreFull;
-
-impl EntryStore for Vec<Entry> {
-    const CAPACITY: Option<usize> = None;
-    fn as_slice(&self) -> &[Entry] {
-        self
-    }
-    fn as_mut_slice(&mut self) -> &mut [Entry] {
-        self
-    }
-    fn push(&mut self, entry: Entry) -> Result<(), StoreFull> {
-        Vec::push(self, entry);
-        Ok(())
-    }
-    fn remove(&mut self, index: usize) -> Entry {
-        Vec::remove(self, index)
-    }
-}
-
-impl<const N: usize> EntryStore for heapless::Vec<Entry, N> {
-    const CAPACITY: Option<usize> = Some(N);
-    fn as_slice(&self) -> &[Entry] {
-        self
-    }
-    fn as_mut_slice(&mut self) -> &mut [Entry] {
-        self
-    }
-    fn push(&mut self, entry: Entry) -> Result<(), StoreFull> {
-        heapless::Vec::push(self, entry).map_err(|_| StoreFull)
-    }
-    fn remove(&mut self, index: usize) -> Entry {
-        heapless::Vec::remove(self, index)
-    }
-}
+/// Most species one table holds. Far above any real flora (the shipped table has 200), it bounds
+/// the memory a table file or a sync peer can make a device allocate.
+pub const MAX_SPECIES: usize = 10_000;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum TableError {
@@ -265,20 +219,15 @@ pub struct NewSpecies {
 
 /// Prototypes of every known species, with the header that says how to use them.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PrototypeTable<E: EntryStore = Vec<Entry>> {
+pub struct Table {
     header: Header,
-    entries: E,
+    entries: Vec<Entry>,
     tombstones: Vec<Tombstone>,
 }
 
-/// The host's table: as many species as memory holds.
-pub type Table = PrototypeTable<Vec<Entry>>;
-/// A device's table: at most `N` species, no reallocation.
-pub type FixedTable<const N: usize> = PrototypeTable<heapless::Vec<Entry, N>>;
-
-impl<E: EntryStore> PrototypeTable<E> {
+impl Table {
     pub fn new(header: Header) -> Self {
-        PrototypeTable { header, entries: E::default(), tombstones: Vec::new() }
+        Table { header, entries: Vec::new(), tombstones: Vec::new() }
     }
 
     pub fn header(&self) -> &Header {
@@ -290,7 +239,7 @@ impl<E: EntryStore> PrototypeTable<E> {
     }
 
     pub fn entries(&self) -> &[Entry] {
-        self.entries.as_slice()
+        &self.entries
     }
 
     pub fn len(&self) -> usize {
@@ -356,8 +305,7 @@ impl<E: EntryStore> PrototypeTable<E> {
         if let Some(i) = self.position(entry.name.as_str()) {
             return Err(TableError::DuplicateName(self.entries()[i].name.to_string()));
         }
-        check_entry(&entry, self.len(), self.dim())?;
-        self.entries.push(entry).map_err(|_| TableError::Full { capacity: E::CAPACITY.unwrap_or(usize::MAX) })?;
+        self.push_unchecked(entry)?;
         self.touch();
         Ok(self.entries().last().expect("just pushed"))
     }
@@ -372,7 +320,7 @@ impl<E: EntryStore> PrototypeTable<E> {
     ) -> Result<&Entry, TableError> {
         let index = self.index_of(name)?;
         let dim = self.dim();
-        let entry = &mut self.entries.as_mut_slice()[index];
+        let entry = &mut self.entries[index];
         let new = Prototype::from_shots(shots, dim)?;
         match entry.sources.iter_mut().find(|s| s.origin == origin) {
             Some(source) => source.prototype = source.prototype.combine(&new)?,
@@ -406,23 +354,13 @@ impl<E: EntryStore> PrototypeTable<E> {
         Ok(removed)
     }
 
-    /// The same table in another kind of storage (e.g. the host's table on a device).
-    pub fn into_store<F: EntryStore>(self) -> Result<PrototypeTable<F>, TableError> {
-        let mut converted = PrototypeTable::<F>::new(self.header.clone());
-        converted.tombstones = self.tombstones.clone();
-        for entry in self.entries.as_slice() {
-            converted
-                .entries
-                .push(entry.clone())
-                .map_err(|_| TableError::Full { capacity: F::CAPACITY.unwrap_or(usize::MAX) })?;
-        }
-        Ok(converted)
-    }
-
     /// Checks everything a decoded table must satisfy: a usable header, entries of the header's
     /// dimension with unit prototypes, unique names and ids.
     pub fn validate(&self) -> Result<(), TableError> {
         let h = &self.header;
+        if self.len() > MAX_SPECIES {
+            return Err(TableError::Full { capacity: MAX_SPECIES });
+        }
         if h.embedding_dim == 0 {
             return Err(TableError::InvalidHeader("embedding dimension is 0"));
         }
@@ -458,14 +396,18 @@ impl<E: EntryStore> PrototypeTable<E> {
         Ok(())
     }
 
-    pub(crate) fn from_parts(header: Header, entries: E, tombstones: Vec<Tombstone>) -> Self {
-        PrototypeTable { header, entries, tombstones }
+    pub(crate) fn from_parts(header: Header, entries: Vec<Entry>, tombstones: Vec<Tombstone>) -> Self {
+        Table { header, entries, tombstones }
     }
 
     /// Appends an entry the caller has already checked against the others (a merge result).
     pub(crate) fn push_unchecked(&mut self, entry: Entry) -> Result<(), TableError> {
         check_entry(&entry, self.len(), self.dim())?;
-        self.entries.push(entry).map_err(|_| TableError::Full { capacity: E::CAPACITY.unwrap_or(usize::MAX) })
+        if self.len() >= MAX_SPECIES {
+            return Err(TableError::Full { capacity: MAX_SPECIES });
+        }
+        self.entries.push(entry);
+        Ok(())
     }
 
     pub(crate) fn bump_revision(&mut self) {
@@ -489,7 +431,7 @@ impl<E: EntryStore> PrototypeTable<E> {
     }
 
     fn update(&mut self, index: usize, change: impl FnOnce(&mut Entry)) {
-        let entry = &mut self.entries.as_mut_slice()[index];
+        let entry = &mut self.entries[index];
         change(entry);
         entry.revision += 1;
         self.touch();

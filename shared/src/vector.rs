@@ -8,21 +8,20 @@ use serde::{Deserialize, Serialize};
 
 const LANES: usize = 8;
 
-/// How two embeddings are compared. Both assume L2-normalised embeddings, on which they rank
-/// neighbours identically; they differ in the units a threshold is expressed in.
+/// How two embeddings are compared: a field of the table format, so that another metric could be
+/// added with thresholds calibrated in its own units. Today there is one, and every threshold the
+/// exporter fits is in its units. (A cosine variant existed once, never written by the exporter
+/// and with no threshold calibrated for it; on unit vectors it ranks neighbours the same way.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Metric {
     /// `|a - b|`, in [0, 2] for unit vectors.
     Euclidean,
-    /// `1 - cos(a, b)`, in [0, 2].
-    Cosine,
 }
 
 impl Metric {
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
             Metric::Euclidean => euclidean(a, b),
-            Metric::Cosine => 1.0 - cosine_similarity(a, b),
         }
     }
 }
@@ -92,16 +91,18 @@ pub fn mean<V: AsRef<[f32]>>(vectors: &[V]) -> Option<Vec<f32>> {
     Some(sum)
 }
 
-/// The `k` smallest of `(index, distance)` pairs, smallest first, ties to the lower index (NaN
-/// last): the exact nearest neighbours of one query, for the table's neighbours and the host's
-/// retrieval metrics.
+/// The `k` smallest of `(index, distance)` pairs, smallest first, ties to the lower index, NaN
+/// (of either sign) last: the exact nearest neighbours of one query, for classification, the
+/// table's neighbours and the host's retrieval metrics.
 pub fn k_smallest(distances: impl IntoIterator<Item = (usize, f32)>, k: usize) -> Vec<(usize, f32)> {
     let mut all: Vec<(usize, f32)> = distances.into_iter().collect();
     let k = k.min(all.len());
     if k == 0 {
         return Vec::new();
     }
-    let order = |a: &(usize, f32), b: &(usize, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+    let order = |a: &(usize, f32), b: &(usize, f32)| {
+        (a.1.is_nan().cmp(&b.1.is_nan())).then(a.1.total_cmp(&b.1)).then(a.0.cmp(&b.0))
+    };
     all.select_nth_unstable_by(k - 1, order);
     all.truncate(k);
     all.sort_by(order);
@@ -116,6 +117,9 @@ mod tests {
         assert_eq!(super::k_smallest(d, 4), [(2, 0.1), (4, 0.3), (0, 0.5), (3, 0.5)]);
         assert!(super::k_smallest(d, 9)[4].1.is_nan());
         assert!(super::k_smallest(d, 0).is_empty());
+        // x86 arithmetic makes NaNs with the sign bit set, which `total_cmp` alone sorts first.
+        let negative_nan = -f32::NAN;
+        assert_eq!(super::k_smallest([(0, negative_nan), (1, 2.0)], 1), [(1, 2.0)]);
     }
 
     use super::*;
@@ -130,7 +134,7 @@ mod tests {
         assert_eq!(euclidean(&[3.0, 0.0], &[0.0, 4.0]), 5.0);
         assert_eq!(cosine_similarity(&[1.0, 0.0], &[0.0, 2.0]), 0.0);
         assert_eq!(cosine_similarity(&[1.0, 1.0], &[0.0, 0.0]), 0.0);
-        assert_eq!(Metric::Cosine.distance(&[1.0, 0.0], &[-3.0, 0.0]), 2.0);
+        assert_eq!(Metric::Euclidean.distance(&[1.0, 0.0], &[-1.0, 0.0]), 2.0);
     }
 
     #[test]

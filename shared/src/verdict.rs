@@ -11,7 +11,7 @@
 use crate::classify::Identification;
 use crate::confidence::Band;
 use crate::species::Edibility;
-use crate::table::{EntryStore, PrototypeTable};
+use crate::table::Table;
 use alloc::format;
 use alloc::string::String;
 use serde::Serialize;
@@ -74,7 +74,7 @@ pub enum Tone {
 
 impl Verdict {
     /// The verdict for `found`, an identification made against `table`.
-    pub fn of<E: EntryStore>(found: &Identification, table: &PrototypeTable<E>) -> Verdict {
+    pub fn of(found: &Identification, table: &Table) -> Verdict {
         let Some(best) = found.species() else {
             return if found.unknown_by_atypicality { Verdict::UnknownAtypical } else { Verdict::UnknownSpecies };
         };
@@ -169,7 +169,7 @@ impl Verdict {
     }
 
     /// What a forager must read before anything else. Every verdict has one.
-    pub fn warning<E: EntryStore>(&self, table: &PrototypeTable<E>) -> String {
+    pub fn warning(&self, table: &Table) -> String {
         let name = |i: usize| table.entries()[i].name.as_str();
         match *self {
             Verdict::UnknownSpecies => "unknown species: not in this table. Do not eat.".into(),

@@ -5,7 +5,8 @@ mod common;
 use common::random_table;
 use sporeprint_shared::format::{self, FormatError, MAGIC, PREAMBLE_LEN, VERSION};
 use sporeprint_shared::store::{self, StoreError};
-use sporeprint_shared::{FixedTable, ModelFingerprint, TableError};
+use sporeprint_shared::table::MAX_SPECIES;
+use sporeprint_shared::{ModelFingerprint, TableError};
 
 #[test]
 fn round_trip_keeps_everything() {
@@ -13,11 +14,7 @@ fn round_trip_keeps_everything() {
     table.set_open_set_threshold(0.71);
     let bytes = format::encode(&table);
     assert_eq!(&bytes[..4], &MAGIC);
-    assert_eq!(format::decode::<Vec<_>>(&bytes).unwrap(), table);
-    // A device reads the host's file into its fixed-capacity table.
-    let fixed: FixedTable<16> = format::decode(&bytes).unwrap();
-    assert_eq!(fixed.entries(), table.entries());
-    assert_eq!(fixed.header(), table.header());
+    assert_eq!(format::decode(&bytes).unwrap(), table);
 }
 
 #[test]
@@ -28,7 +25,7 @@ fn every_single_byte_corruption_is_refused() {
         for flip in 1..=255u8 {
             let mut corrupt = bytes.clone();
             corrupt[at] ^= flip;
-            let result = format::decode::<Vec<_>>(&corrupt);
+            let result = format::decode(&corrupt);
             assert!(result.is_err(), "byte {at} xor {flip:#04x} was accepted");
             checked += 1;
         }
@@ -40,7 +37,7 @@ fn every_single_byte_corruption_is_refused() {
 fn every_truncation_is_refused() {
     let bytes = format::encode(&random_table(3, 3, 8));
     for len in 0..bytes.len() {
-        let err = format::decode::<Vec<_>>(&bytes[..len]).unwrap_err();
+        let err = format::decode(&bytes[..len]).unwrap_err();
         match err {
             FormatError::TooShort { .. } => assert!(len < PREAMBLE_LEN),
             FormatError::Truncated { expected, found } => {
@@ -58,7 +55,7 @@ fn each_check_has_its_own_error() {
     let with = |at: usize, value: &[u8]| {
         let mut b = bytes.clone();
         b[at..at + value.len()].copy_from_slice(value);
-        format::decode::<Vec<_>>(&b).unwrap_err()
+        format::decode(&b).unwrap_err()
     };
     assert_eq!(with(0, b"PNG\0"), FormatError::WrongMagic { found: *b"PNG\0" });
     assert_eq!(with(4, &(VERSION + 1).to_le_bytes()), FormatError::NewerVersion { found: VERSION + 1 });
@@ -67,14 +64,15 @@ fn each_check_has_its_own_error() {
     assert!(matches!(with(PREAMBLE_LEN + 3, &[0xff]), FormatError::BadChecksum { .. }));
     let mut longer = bytes.clone();
     longer.push(0);
-    assert_eq!(format::decode::<Vec<_>>(&longer).unwrap_err(), FormatError::TrailingBytes { extra: 1 });
+    assert_eq!(format::decode(&longer).unwrap_err(), FormatError::TrailingBytes { extra: 1 });
 }
 
 #[test]
-fn a_table_too_big_for_a_device_says_so() {
-    let bytes = format::encode(&random_table(5, 10, 8));
-    let err = format::decode::<heapless::Vec<_, 4>>(&bytes).unwrap_err();
-    assert_eq!(err, FormatError::TooManySpecies { found: 10, capacity: 4 });
+fn a_file_with_more_species_than_a_table_holds_is_refused_before_it_is_kept() {
+    let table = random_table(5, 1, 8);
+    let many = vec![table.entries()[0].clone(); MAX_SPECIES + 3];
+    let err = format::decode(&sealed(table.header(), &many)).unwrap_err();
+    assert_eq!(err, FormatError::TooManySpecies { found: MAX_SPECIES + 3, capacity: MAX_SPECIES });
 }
 
 /// A file with a correct preamble and CRC around `header` and `entries`, as a buggy or hostile
@@ -94,10 +92,10 @@ fn sealed(header: &sporeprint_shared::Header, entries: &[sporeprint_shared::Entr
 fn checksum_valid_files_with_invalid_contents_are_refused() {
     let table = random_table(6, 3, 8);
     let (header, good) = (table.header(), table.entries().to_vec());
-    assert_eq!(format::decode::<Vec<_>>(&sealed(header, &good)).unwrap(), table, "the sealing is faithful");
+    assert_eq!(format::decode(&sealed(header, &good)).unwrap(), table, "the sealing is faithful");
 
     let refused =
-        |entries: Vec<sporeprint_shared::Entry>| format::decode::<Vec<_>>(&sealed(header, &entries)).unwrap_err();
+        |entries: Vec<sporeprint_shared::Entry>| format::decode(&sealed(header, &entries)).unwrap_err();
     let mut wrong_dim = good.clone();
     wrong_dim[1].sources[0].prototype.vector.push(0.0);
     assert!(matches!(
@@ -129,24 +127,24 @@ fn files_name_themselves_in_errors_and_check_the_model() {
     let table = random_table(7, 4, 16);
     store::save(&path, &table).unwrap();
     let model = table.header().model_fingerprint;
-    assert_eq!(store::load_for_model::<Vec<_>>(&path, &model, 16).unwrap(), table);
+    assert_eq!(store::load_for_model(&path, &model, 16).unwrap(), table);
 
     let other = ModelFingerprint::of_bytes(b"another model");
-    let err = store::load_for_model::<Vec<_>>(&path, &other, 16).unwrap_err();
+    let err = store::load_for_model(&path, &other, 16).unwrap_err();
     assert!(matches!(err, StoreError::WrongModel { .. }));
     let message = err.to_string();
     assert!(message.contains("prototypes.bin") && message.contains("built for model"), "{message}");
 
-    let err = store::load_for_model::<Vec<_>>(&path, &model, 64).unwrap_err();
+    let err = store::load_for_model(&path, &model, 64).unwrap_err();
     assert!(matches!(err, StoreError::WrongDimension { table: 16, model: 64, .. }), "{err}");
 
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let message = store::load::<Vec<_>>(&path).unwrap_err().to_string();
+    let message = store::load(&path).unwrap_err().to_string();
     assert!(message.contains("prototypes.bin") && message.contains("truncated"), "{message}");
 
     let missing = dir.path().join("missing.bin");
-    assert!(store::load::<Vec<_>>(&missing).unwrap_err().to_string().contains("missing.bin"));
+    assert!(store::load(&missing).unwrap_err().to_string().contains("missing.bin"));
 }
 
 #[test]
@@ -156,7 +154,7 @@ fn saving_replaces_the_file_and_leaves_no_temporaries() {
     store::save(&path, &random_table(8, 3, 8)).unwrap();
     let newer = random_table(9, 5, 8);
     store::save(&path, &newer).unwrap();
-    assert_eq!(store::load::<Vec<_>>(&path).unwrap(), newer);
+    assert_eq!(store::load(&path).unwrap(), newer);
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["table.bin"]);
 }
@@ -278,7 +276,7 @@ fn version_1_files_are_still_read() {
     bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
     // The same table, each genus taken from its binomial.
-    let read = format::decode::<Vec<_>>(&bytes).unwrap();
+    let read = format::decode(&bytes).unwrap();
     let named: Vec<_> = read.entries().iter().filter(|e| e.scientific_name.is_some()).collect();
     assert!(!named.is_empty() && named.iter().all(|e| e.genus.as_ref().map(|g| g.as_str()) == Some("Fungus")));
     let without: Vec<_> =
@@ -327,7 +325,7 @@ fn version_2_files_are_still_read_with_the_genus_of_the_binomial() {
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
-    let read = format::decode::<Vec<_>>(&bytes).unwrap();
+    let read = format::decode(&bytes).unwrap();
     let genus = |scientific: &str| {
         let entry =
             read.entries().iter().find(|e| e.scientific_name.as_ref().is_some_and(|n| n.as_str() == scientific));
@@ -360,12 +358,12 @@ fn a_header_with_unusable_preprocessing_is_refused() {
     for (spoil, expected) in cases {
         let mut header = table.header().clone();
         spoil(&mut header.preprocess);
-        let err = format::decode::<Vec<_>>(&sealed(&header, &entries)).unwrap_err();
+        let err = format::decode(&sealed(&header, &entries)).unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     }
     let mut header = table.header().clone();
     header.lookalike_margin = f32::INFINITY;
-    let err = format::decode::<Vec<_>>(&sealed(&header, &entries)).unwrap_err();
+    let err = format::decode(&sealed(&header, &entries)).unwrap_err();
     assert!(err.to_string().contains("finite"), "{err}");
 }
 
@@ -381,11 +379,11 @@ fn sources_that_cannot_be_combined_are_refused() {
     other.origin = sporeprint_shared::Origin::Device(1);
     other.prototype.vector.truncate(4);
     entries[0].sources.push(other.clone());
-    assert!(matches!(format::decode::<Vec<_>>(&sealed(header, &entries)), Err(FormatError::Malformed(_))));
+    assert!(matches!(format::decode(&sealed(header, &entries)), Err(FormatError::Malformed(_))));
 
     let mut entries = table.entries().to_vec();
     other.prototype = entries[1].sources[0].prototype.clone();
     other.prototype.shots = u32::MAX;
     entries[1].sources.push(other);
-    assert!(matches!(format::decode::<Vec<_>>(&sealed(header, &entries)), Err(FormatError::Malformed(_))));
+    assert!(matches!(format::decode(&sealed(header, &entries)), Err(FormatError::Malformed(_))));
 }

@@ -64,7 +64,7 @@ fn kill_during_save_leaves_old_or_new() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let loaded = store::load::<Vec<_>>(&target)
+        let loaded = store::load(&target)
             .unwrap_or_else(|e| panic!("trial {trial}: the table does not load after a kill: {e}"));
         if loaded == a {
             saw_a += 1;

@@ -107,12 +107,12 @@ proptest! {
     #[test]
     fn any_table_round_trips(seed in any::<u64>(), count in 0usize..20, dim in 1u32..48) {
         let table = common::random_table(seed, count, dim);
-        let decoded = format::decode::<Vec<_>>(&format::encode(&table)).unwrap();
+        let decoded = format::decode(&format::encode(&table)).unwrap();
         prop_assert_eq!(decoded, table);
     }
 
     #[test]
     fn garbage_never_decodes_as_a_table(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        prop_assert!(format::decode::<Vec<_>>(&bytes).is_err());
+        prop_assert!(format::decode(&bytes).is_err());
     }
 }

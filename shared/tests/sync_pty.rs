@@ -50,7 +50,7 @@ fn a_signed_merge_over_a_pty_saves_the_merged_table_on_the_device() {
     stop.store(true, Ordering::Relaxed);
     let traffic = server.join().unwrap();
 
-    assert_eq!(store::load::<Vec<_>>(&path).unwrap(), merged);
+    assert_eq!(store::load(&path).unwrap(), merged);
     assert_eq!(applied.species, 39);
     assert_eq!(traffic.rejected, 0);
     assert!(merged.get("cep").is_some() && merged.get("species 5").is_none());

@@ -4,7 +4,8 @@ mod common;
 
 use common::{Rng, header, random_table, species};
 use sporeprint_shared::table::{NewSpecies, TableError};
-use sporeprint_shared::{Edibility, FixedTable, Metric, Name, Origin, Table, vector};
+use sporeprint_shared::table::MAX_SPECIES;
+use sporeprint_shared::{Edibility, Metric, Name, Origin, Table, vector};
 
 fn axis(dim: usize, i: usize) -> Vec<f32> {
     let mut v = vec![0.0; dim];
@@ -187,18 +188,16 @@ fn wrong_query_dimension_is_an_error() {
 }
 
 #[test]
-fn fixed_table_has_the_same_behaviour_within_its_capacity() {
-    let host = random_table(11, 5, 16);
-    let mut device: FixedTable<6> = host.clone().into_store().unwrap();
+fn a_full_table_refuses_one_more_species_and_keeps_what_it_has() {
     let mut rng = Rng(5);
-    for _ in 0..20 {
-        let q = rng.unit_vector(16);
-        assert_eq!(host.identify(&q, 3).unwrap(), device.identify(&q, 3).unwrap());
+    let mut table = random_table(11, 0, 4);
+    for i in 0..MAX_SPECIES {
+        table.add_species(species(&format!("species {i}"), Edibility::Edible), &[rng.unit_vector(4)]).unwrap();
     }
-    device.add_species(species("one more", Edibility::Edible), &[rng.unit_vector(16)]).unwrap();
-    let full = device.add_species(species("too many", Edibility::Edible), &[rng.unit_vector(16)]);
-    assert_eq!(full.unwrap_err(), TableError::Full { capacity: 6 });
-    assert!(matches!(random_table(1, 7, 4).into_store::<heapless::Vec<_, 6>>(), Err(TableError::Full { .. })));
+    let full = table.add_species(species("one too many", Edibility::Edible), &[rng.unit_vector(4)]);
+    assert_eq!(full.unwrap_err(), TableError::Full { capacity: MAX_SPECIES });
+    assert_eq!(table.len(), MAX_SPECIES);
+    table.validate().unwrap();
 }
 
 #[test]

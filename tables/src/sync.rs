@@ -69,11 +69,11 @@ const MAX_MERGE_ROUNDS: u32 = 3;
 /// pull), the one of the model folder's shipped table.
 pub fn table_model(table: &Path, model_dir: &Path) -> anyhow::Result<ModelFingerprint> {
     if table.exists() {
-        return Ok(store::load::<Vec<_>>(table)?.header().model_fingerprint);
+        return Ok(store::load(table)?.header().model_fingerprint);
     }
     let manifest = Manifest::read(model_dir)?;
     let shipped = model_dir.join(&manifest.variant(model_dir, None)?.prototypes);
-    let header = store::load::<Vec<_>>(&shipped)
+    let header = store::load(&shipped)
         .with_context(|| format!("{} does not exist yet, and the model's table cannot be read", table.display()))?;
     Ok(header.header().model_fingerprint)
 }
@@ -114,7 +114,7 @@ impl Sync<'_> {
                 payload += bytes.len() as u64;
                 let table = self.check_received(&bytes)?;
                 if self.table.exists() {
-                    let ours = store::load::<Vec<_>>(self.table)?;
+                    let ours = store::load(self.table)?;
                     merge::check_compatible(ours.header(), table.header())?;
                 }
                 store::write_atomically(self.table, &bytes)
@@ -122,7 +122,7 @@ impl Sync<'_> {
                 (device.table.into(), device.table.into())
             }
             Mode::Push => {
-                let ours = store::load::<Vec<_>>(self.table)?;
+                let ours = store::load(self.table)?;
                 let bytes = format::encode(&ours);
                 payload += bytes.len() as u64;
                 let applied = self.write(&mut client, &bytes, Apply::Replace)?;
@@ -174,7 +174,7 @@ impl Sync<'_> {
     ) -> anyhow::Result<(TableSummary, TableSummary, u64)> {
         let theirs_bytes = self.read(client, device.table)?;
         let theirs = self.check_received(&theirs_bytes)?;
-        let ours = store::load::<Vec<_>>(self.table)?;
+        let ours = store::load(self.table)?;
         let merged = merge::merge(&ours, &theirs)
             .with_context(|| format!("cannot merge {} with the device's table", self.table.display()))?;
         let bytes = format::encode(&merged);

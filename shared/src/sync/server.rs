@@ -237,7 +237,7 @@ impl Server {
         let _lock = store::lock(path, || {}).map_err(|e| Refusal::Save(e.to_string()))?;
         let table = match apply {
             Apply::Replace => received,
-            Apply::Merge => match store::load::<Vec<_>>(path) {
+            Apply::Merge => match store::load(path) {
                 Ok(current) => merge::merge(&current, &received).map_err(|e| Refusal::Invalid(e.to_string()))?,
                 Err(store::StoreError::Io { problem, .. }) if problem.kind() == std::io::ErrorKind::NotFound => {
                     received

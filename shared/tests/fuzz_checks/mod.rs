@@ -4,7 +4,7 @@
 use sporeprint_shared::format::{self, PREAMBLE_LEN};
 use sporeprint_shared::sync::frame::{self, FrameReader};
 use sporeprint_shared::sync::{Key, Reply, Request};
-use sporeprint_shared::{FixedTable, Table};
+use sporeprint_shared::Table;
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -53,10 +53,8 @@ pub fn table_input(data: &[u8]) -> usize {
 }
 
 fn table_bytes(data: &[u8]) -> usize {
-    let _ = format::decode::<heapless::Vec<_, 8>>(data).map(|t: FixedTable<8>| t.len());
-    let Ok(table) = format::decode::<Vec<_>>(data) else { return 0 };
-    let table: Table = table;
+    let Ok(table): Result<Table, _> = format::decode(data) else { return 0 };
     table.validate().unwrap();
-    assert_eq!(format::decode::<Vec<_>>(&format::encode(&table)).unwrap(), table);
+    assert_eq!(format::decode(&format::encode(&table)).unwrap(), table);
     1
 }
