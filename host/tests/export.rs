@@ -200,10 +200,7 @@ fn a_trained_run_exports_fp32_and_int8_each_with_its_own_table() {
     assert!(image::open(out.path().join(export::RELIABILITY_CHART)).unwrap().width() > 300, "a reliability diagram");
     // Each table belongs to its own model only.
     let int8_table = out.path().join(export::PROTOTYPES_INT8);
-    assert!(matches!(
-        store::load_for_model(&int8_table, &fingerprint, 16),
-        Err(StoreError::WrongModel { .. })
-    ));
+    assert!(matches!(store::load_for_model(&int8_table, &fingerprint, 16), Err(StoreError::WrongModel { .. })));
     let int8_model = out.path().join(export::EMBEDDER_INT8);
     store::load_for_model(&int8_table, &ModelFingerprint::of_file(&int8_model).unwrap(), 16).unwrap();
 

@@ -133,14 +133,11 @@ impl Table {
             |distance: f32| libm::expf(-distance / header.temperature - normaliser.value()).clamp(0.0, 1.0);
         let confidence = |m: &mut Match| m.confidence = probability(m.distance);
         top.iter_mut().for_each(confidence);
-        // Named only when the sum is comparable and within the threshold: a NaN that got this
-        // far is unknown, not a species (`x > t` would be false for it).
-        let within = |best: &Match| {
-            (best.distance + atypicality).partial_cmp(&header.open_set_threshold).is_some_and(|o| o.is_le())
-        };
+        let threshold = header.open_set_threshold;
+        let within = |best: &Match| within_open_set(open_set_score(best.distance, atypicality), threshold);
         let unknown = top.first().is_none_or(|best| !within(best));
         let unknown_by_atypicality =
-            unknown && top.first().is_some_and(|best| best.distance <= header.open_set_threshold);
+            unknown && top.first().is_some_and(|best| within_open_set(best.distance, threshold));
         nearest_dangerous.iter_mut().flatten().for_each(confidence);
         let lookalike = match top.first() {
             Some(best) if !unknown && self.entries()[best.index].edibility == Edibility::Edible => {
@@ -187,6 +184,20 @@ impl Table {
             .reduce(|best, g| if g.probability > best.probability { g } else { best })
             .map(|g| GenusMatch { probability: g.probability.min(1.0), ..g })
     }
+}
+
+/// What the open-set rule compares with the table's threshold: the distance to the nearest
+/// prototype plus the photo's atypicality (0 for a model without one). The exporter calibrates
+/// the threshold on these same scores.
+pub fn open_set_score(nearest_distance: f32, atypicality: f32) -> f32 {
+    nearest_distance + atypicality
+}
+
+/// Whether a photo with open-set `score` may be named: only when the score is a number no greater
+/// than the threshold. A NaN that got this far is unknown, not a species (`x > t` would be false
+/// for it).
+pub fn within_open_set(score: f32, threshold: f32) -> bool {
+    score.partial_cmp(&threshold).is_some_and(|o| o.is_le())
 }
 
 /// `ln(sum(exp(x_i)))` accumulated one term at a time without overflow.

@@ -132,18 +132,10 @@ impl EvalOp for QDepthwise {
             dt if dt == u8::datum_type() => tensor.cast_to::<u8>()?.into_owned(),
             _ => tensor.cast_to::<i8>()?.into_owned(),
         };
-        Ok(tvec!(unsafe { tensor.reinterpret_as(self.output) }.into_tvalue()))
-    }
-}
-
-trait Reinterpret {
-    unsafe fn reinterpret_as(self, dt: DatumType) -> Tensor;
-}
-
-impl Reinterpret for Tensor {
-    unsafe fn reinterpret_as(mut self, dt: DatumType) -> Tensor {
-        unsafe { self.set_datum_type(dt) };
-        self
+        let mut tensor = tensor;
+        // Same storage type (u8 or i8); only the quantization parameters are attached.
+        unsafe { tensor.set_datum_type(self.output) };
+        Ok(tvec!(tensor.into_tvalue()))
     }
 }
 
@@ -162,8 +154,7 @@ fn konst(model: &TypedModel, outlet: OutletId) -> Option<Arc<Tensor>> {
 /// Per-channel values of a scalar-or-vector constant, as f32.
 fn per_channel_f32(t: &Tensor, channels: usize) -> TractResult<Vec<f32>> {
     let t = t.cast_to::<f32>()?;
-    let v = t.try_as_plain_ram()?.as_slice::<f32>()?;
-    Ok(if v.len() == 1 { vec![v[0]; channels] } else { v.to_vec() })
+    Ok(per_channel(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(), channels))
 }
 
 /// The stored integers of an (u)int8 or int32 tensor, quantized or not (never dequantized).
@@ -174,7 +165,7 @@ fn raw_i32(t: &Tensor) -> TractResult<Vec<i32>> {
     Ok(t.try_as_plain_ram()?.as_slice::<i32>()?.to_vec())
 }
 
-fn broadcast(v: Vec<i32>, channels: usize) -> Vec<i32> {
+fn per_channel<T: Copy>(v: Vec<T>, channels: usize) -> Vec<T> {
     if v.len() == 1 { vec![v[0]; channels] } else { v }
 }
 
@@ -233,8 +224,8 @@ pub fn depthwise_rule(
         pad_before: (padded[0].pad_before, padded[1].pad_before),
         x_zero: raw_i32(x0)?[0],
         weights,
-        k_zero: broadcast(raw_i32(k0)?, channels),
-        bias: broadcast(raw_i32(bias)?, channels),
+        k_zero: per_channel(raw_i32(k0)?, channels),
+        bias: per_channel(raw_i32(bias)?, channels),
         multiplier: ks.iter().map(|k| xs * k / ys).collect(),
         y_zero: raw_i32(y0)?[0],
         output,

@@ -118,11 +118,7 @@ pub fn load(path: &Path) -> Result<Table, StoreError> {
 }
 
 /// Loads a table and checks it belongs to the model that will produce the queries.
-pub fn load_for_model(
-    path: &Path,
-    model: &ModelFingerprint,
-    embedding_dim: usize,
-) -> Result<Table, StoreError> {
+pub fn load_for_model(path: &Path, model: &ModelFingerprint, embedding_dim: usize) -> Result<Table, StoreError> {
     let table = load(path)?;
     if table.header().model_fingerprint != *model {
         return Err(StoreError::WrongModel {

@@ -94,8 +94,7 @@ fn checksum_valid_files_with_invalid_contents_are_refused() {
     let (header, good) = (table.header(), table.entries().to_vec());
     assert_eq!(format::decode(&sealed(header, &good)).unwrap(), table, "the sealing is faithful");
 
-    let refused =
-        |entries: Vec<sporeprint_shared::Entry>| format::decode(&sealed(header, &entries)).unwrap_err();
+    let refused = |entries: Vec<sporeprint_shared::Entry>| format::decode(&sealed(header, &entries)).unwrap_err();
     let mut wrong_dim = good.clone();
     wrong_dim[1].sources[0].prototype.vector.push(0.0);
     assert!(matches!(

@@ -64,8 +64,8 @@ fn kill_during_save_leaves_old_or_new() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let loaded = store::load(&target)
-            .unwrap_or_else(|e| panic!("trial {trial}: the table does not load after a kill: {e}"));
+        let loaded =
+            store::load(&target).unwrap_or_else(|e| panic!("trial {trial}: the table does not load after a kill: {e}"));
         if loaded == a {
             saw_a += 1;
         } else if loaded == b {

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{Rng, header, random_table, species};
-use sporeprint_shared::table::{NewSpecies, TableError};
 use sporeprint_shared::table::MAX_SPECIES;
+use sporeprint_shared::table::{NewSpecies, TableError};
 use sporeprint_shared::{Edibility, Metric, Name, Origin, Table, vector};
 
 fn axis(dim: usize, i: usize) -> Vec<f32> {

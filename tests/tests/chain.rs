@@ -3,7 +3,9 @@
 //! in the middle -> sync --merge -> the merged table identifies on the host and on the device.
 //! Every shot is accounted for at each step.
 
-use image::{Rgb, RgbImage};
+#[path = "../../host/tests/common/photos.rs"]
+mod photos;
+
 use serialport::{SerialPort, TTYPort};
 use sporeprint_shared::{Table, store};
 use std::io::{Read, Write};
@@ -29,16 +31,8 @@ fn run(binary: &str, args: &[&str]) -> Output {
     output
 }
 
-/// Striped photos, one colour and stripe width per species (what the tiny backbone can tell apart).
 fn photo(path: &Path, species: usize, variant: usize) {
-    let base = [(species * 53 % 256) as u8, (species * 97 % 256) as u8, (species * 151 % 256) as u8];
-    let width = 4 + species as u32 % 5;
-    let image = RgbImage::from_fn(96, 96, |x, y| {
-        let stripe = ((x + y * (species as u32 % 3) + variant as u32 * 7) / width) % 2;
-        let noise = ((x * 31 + y * 17 + variant as u32 * 13) % 23) as u8;
-        Rgb(base.map(|c| if stripe == 0 { c.saturating_add(noise) } else { c / 3 + noise }))
-    });
-    image.save(path).unwrap();
+    photos::striped(species, variant).save(path).unwrap();
 }
 
 fn shots_of(table: &Table, species: &str) -> Option<u32> {

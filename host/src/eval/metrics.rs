@@ -224,6 +224,30 @@ pub fn quantile(values: &[f32], keep: f64) -> f32 {
     sorted[low] * (1.0 - t) + sorted[high] * t
 }
 
+/// An open-set threshold fitted on known-species scores ([`sporeprint_shared::classify::open_set_score`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpenSetFit {
+    pub threshold: f32,
+    /// The share of the known-species scores the device's rule rejects at that threshold.
+    pub known_rejected: f64,
+}
+
+/// The threshold keeping `keep` of the known-species `scores` ([`quantile`]); with no scores,
+/// the table's uncalibrated default.
+pub fn fit_open_set(known: &[f32], keep: f64) -> OpenSetFit {
+    let threshold = match known.is_empty() {
+        true => sporeprint_shared::Header::UNCALIBRATED_THRESHOLD,
+        false => quantile(known, keep),
+    };
+    OpenSetFit { threshold, known_rejected: rejected_share(known, threshold) }
+}
+
+/// The share of `scores` the device's open-set rule rejects at `threshold` (a NaN is rejected).
+pub fn rejected_share(scores: &[f32], threshold: f32) -> f64 {
+    let rejected = scores.iter().filter(|&&s| !sporeprint_shared::classify::within_open_set(s, threshold)).count();
+    rejected as f64 / scores.len().max(1) as f64
+}
+
 /// Area under the ROC curve of telling `positives` from `negatives` by larger values: the share
 /// of (positive, negative) pairs ordered right, ties counting half (Mann-Whitney U / n m).
 pub fn auroc(negatives: &[f32], positives: &[f32]) -> f64 {

@@ -47,6 +47,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use sporeprint_shared::classify::open_set_score;
 use sporeprint_shared::{find, vector};
 use std::path::PathBuf;
 use tch::{Device, Tensor};
@@ -386,12 +387,14 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             name,
             args,
             Sets {
-                train: (&train_e, &train_labels),
-                validation: (&validation_e, &validation_labels),
-                unseen: (&unseen_e, &unseen_e, &unseen_labels),
+                train: Labelled { rows: &train_e, labels: &train_labels },
+                validation: Labelled { rows: &validation_e, labels: &validation_labels },
+                unseen: Unseen { queries: &unseen_e, support: &unseen_e, labels: &unseen_labels },
                 shifted: Some(&shifted),
             },
-            (&triplets, features_of, seed),
+            &triplets,
+            features_of,
+            seed,
         ));
     }
     if let (Some(train_views), Some(unseen_views)) = (&train_raw.views, &unseen_raw.views) {
@@ -412,12 +415,14 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
             "centred+flip+crops",
             args,
             Sets {
-                train: (&train_e, &train_labels),
-                validation: (&validation_e, &validation_labels),
-                unseen: (&unseen_e, &unseen_support, &unseen_labels),
+                train: Labelled { rows: &train_e, labels: &train_labels },
+                validation: Labelled { rows: &validation_e, labels: &validation_labels },
+                unseen: Unseen { queries: &unseen_e, support: &unseen_support, labels: &unseen_labels },
                 shifted: None,
             },
-            (&triplets, features_of, seed),
+            &triplets,
+            features_of,
+            seed,
         ));
     }
     let sets = [
@@ -456,7 +461,12 @@ fn dump(collection: &Collection, sets: &[(&str, &PhotoCache, &Raw)]) -> Embeddin
     dump
 }
 
-type Labelled<'a> = (&'a [Vec<f32>], &'a [usize]);
+/// Embeddings and their labels, in the same order.
+#[derive(Clone, Copy)]
+struct Labelled<'a> {
+    rows: &'a [Vec<f32>],
+    labels: &'a [usize],
+}
 
 /// The backbone's features of each set's photos (centre crops), for the atypicality.
 #[derive(Clone, Copy)]
@@ -465,8 +475,14 @@ struct Features<'a> {
     validation: &'a [Vec<f32>],
     unseen: &'a [Vec<f32>],
 }
-/// Unseen photos as queries, the same photos as enrollment support, and their labels.
-type Unseen<'a> = (&'a [Vec<f32>], &'a [Vec<f32>], &'a [usize]);
+/// Unseen photos as queries, the same photos as enrollment support (another variant of their
+/// embeddings, e.g. from crops), and their labels, all in one order.
+#[derive(Clone, Copy)]
+struct Unseen<'a> {
+    queries: &'a [Vec<f32>],
+    support: &'a [Vec<f32>],
+    labels: &'a [usize],
+}
 
 /// The shifted variants' embeddings of the validation and unseen photos, in their order.
 struct Shifted {
@@ -491,14 +507,14 @@ fn measure(
     name: &str,
     args: &EvalArgs,
     sets: Sets,
-    (triplets, features, seed): (&[crate::train::mining::Triplet], Features, u64),
+    triplets: &[crate::train::mining::Triplet],
+    features: Features,
+    seed: u64,
 ) -> VariantReport {
-    let Sets {
-        train: (train, train_labels),
-        validation: (validation, validation_labels),
-        unseen: (unseen, unseen_support, unseen_labels),
-        shifted,
-    } = sets;
+    let Sets { train: train_set, validation: validation_set, unseen: unseen_set, shifted } = sets;
+    let Labelled { rows: train, labels: train_labels } = train_set;
+    let Labelled { rows: validation, labels: validation_labels } = validation_set;
+    let Unseen { queries: unseen, support: unseen_support, labels: unseen_labels } = unseen_set;
     let triplet_accuracy = triplets
         .iter()
         .filter(|t| {
@@ -515,15 +531,9 @@ fn measure(
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b5_7b07);
         let clusters =
             metrics::kmeans_best_of(unseen, metrics::by_label(unseen_labels).len(), 100, KMEANS_RESTARTS, &mut rng);
-        let kshot = args
-            .shots
-            .iter()
-            .map(|&k| {
-                let support = (unseen, unseen_support, unseen_labels);
-                kshot(k, args.draws, (train, train_labels), &prototypes, support, &mut rng)
-            })
-            .collect();
-        let finds = finds(args.draws, &prototypes, (unseen, unseen_support, unseen_labels), &mut rng);
+        let kshot =
+            args.shots.iter().map(|&k| kshot(k, args.draws, train_set, &prototypes, unseen_set, &mut rng)).collect();
+        let finds = finds(args.draws, &prototypes, unseen_set, &mut rng);
         UnseenMetrics {
             unseen_retrieval: metrics::retrieval(unseen, unseen_labels),
             unseen_nmi: metrics::nmi(&clusters, unseen_labels),
@@ -538,7 +548,7 @@ fn measure(
     let atypicality = Atypicality::fit(features.train, train, train_labels, args.atypicality_weight as f32);
     let open_set_with_atypicality = atypicality.map(|a| {
         let plus = |distances: &[f32], features: &[Vec<f32>]| -> Vec<f32> {
-            distances.iter().zip(features).map(|(d, f)| d + a.of(f)).collect()
+            distances.iter().zip(features).map(|(&d, f)| open_set_score(d, a.of(f))).collect()
         };
         open_set(&plus(&known, features.validation), &plus(&unseen_distances, features.unseen), args.keep)
     });
@@ -548,7 +558,8 @@ fn measure(
         // as the originals', whose generator also seeded the k-means).
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05b1_f7ed);
         let has_unseen = !shifted.unseen.is_empty();
-        let support = (&shifted.unseen[..], unseen_support, unseen_labels);
+        let support = Unseen { queries: &shifted.unseen, support: unseen_support, labels: unseen_labels };
+        let shifted_validation = Labelled { rows: &shifted.validation, labels: validation_labels };
         ShiftedMetrics {
             prototype_top1: metrics::prototype_accuracy(&shifted.validation, validation_labels, &prototypes, 1),
             prototype_top3: metrics::prototype_accuracy(&shifted.validation, validation_labels, &prototypes, 3),
@@ -557,7 +568,7 @@ fn measure(
                 true => args
                     .shots
                     .iter()
-                    .map(|&k| kshot(k, args.draws, (train, train_labels), &prototypes, support, &mut rng))
+                    .map(|&k| kshot(k, args.draws, train_set, &prototypes, support, &mut rng))
                     .collect(),
                 false => vec![],
             },
@@ -565,12 +576,12 @@ fn measure(
                 true => finds(args.draws, &prototypes, support, &mut rng),
                 false => vec![],
             },
-            known_finds: known_finds(args.draws, &prototypes, (&shifted.validation, validation_labels), &mut rng),
+            known_finds: known_finds(args.draws, &prototypes, shifted_validation, &mut rng),
         }
     });
     let known_finds = {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf1d5);
-        known_finds(args.draws, &prototypes, (validation, validation_labels), &mut rng)
+        known_finds(args.draws, &prototypes, validation_set, &mut rng)
     };
 
     VariantReport {
@@ -585,7 +596,7 @@ fn measure(
         open_set: open_set(&known, &unseen_distances, args.keep),
         open_set_with_atypicality,
         known_finds,
-        open_set_scores: open_set_scores((train, &prototypes), validation, unseen, args.keep),
+        open_set_scores: open_set_scores(train, &prototypes, validation, unseen, args.keep),
     }
 }
 
@@ -595,7 +606,8 @@ fn measure(
 /// - `nearest-to-second`: the nearest prototype's distance over the second nearest's (an
 ///   ambiguous photo, between two species, scores high whatever its distances).
 fn open_set_scores(
-    (train, prototypes): (&[Vec<f32>], &std::collections::BTreeMap<usize, Vec<f32>>),
+    train: &[Vec<f32>],
+    prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
     validation: &[Vec<f32>],
     unseen: &[Vec<f32>],
     keep: f64,
@@ -624,13 +636,12 @@ fn open_set_scores(
 /// The open-set rule on scores (larger: less like a known species) of known-species photos
 /// and of photos of species not in the table, the threshold keeping `keep` of the known.
 fn open_set(known: &[f32], unseen: &[f32], keep: f64) -> OpenSet {
-    let threshold = metrics::quantile(known, keep);
-    let share_beyond = |d: &[f32]| d.iter().filter(|&&x| x > threshold).count() as f64 / d.len().max(1) as f64;
+    let metrics::OpenSetFit { threshold, known_rejected } = metrics::fit_open_set(known, keep);
     let measured = !unseen.is_empty();
     OpenSet {
         threshold,
-        known_rejected: share_beyond(known),
-        unseen_rejected: measured.then(|| share_beyond(unseen)),
+        known_rejected,
+        unseen_rejected: measured.then(|| metrics::rejected_share(unseen, threshold)),
         auroc: measured.then(|| metrics::auroc(known, unseen)),
     }
 }
@@ -638,11 +649,15 @@ fn open_set(known: &[f32], unseen: &[f32], keep: f64) -> OpenSet {
 fn kshot(
     k: usize,
     draws: usize,
-    (train, train_labels): Labelled,
+    train: Labelled,
     seen_prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
-    (unseen, unseen_support, unseen_labels): Unseen,
+    unseen: Unseen,
     rng: &mut ChaCha8Rng,
 ) -> KShot {
+    let (
+        Labelled { rows: train, labels: train_labels },
+        Unseen { queries: unseen, support: unseen_support, labels: unseen_labels },
+    ) = (train, unseen);
     let groups = metrics::by_label(unseen_labels);
     let (mut study, mut top1, mut top3) = (vec![], vec![], vec![]);
     for _ in 0..draws.max(1) {
@@ -691,9 +706,10 @@ const FIND_VIEWS: usize = 3;
 fn finds(
     draws: usize,
     seen_prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
-    (unseen, unseen_support, unseen_labels): Unseen,
+    unseen: Unseen,
     rng: &mut ChaCha8Rng,
 ) -> Vec<FindMetrics> {
+    let Unseen { queries: unseen, support: unseen_support, labels: unseen_labels } = unseen;
     let groups = metrics::by_label(unseen_labels);
     let mut hits = vec![(vec![], vec![]); FIND_VIEWS];
     for _ in 0..draws.max(1) {
@@ -727,9 +743,10 @@ fn finds(
 fn known_finds(
     draws: usize,
     prototypes: &std::collections::BTreeMap<usize, Vec<f32>>,
-    (validation, labels): Labelled,
+    validation: Labelled,
     rng: &mut ChaCha8Rng,
 ) -> Vec<FindMetrics> {
+    let Labelled { rows: validation, labels } = validation;
     let groups = metrics::by_label(labels);
     let mut hits = vec![(vec![], vec![]); FIND_VIEWS];
     for _ in 0..draws.max(1) {
@@ -766,8 +783,7 @@ fn find_top1(
         return None;
     }
     let labels: Vec<usize> = prototypes.keys().copied().collect();
-    let nearest =
-        |scores: Vec<f32>| labels[scores.iter().enumerate().fold(0, |b, (i, &s)| if s < scores[b] { i } else { b })];
+    let nearest = |scores: Vec<f32>| labels[vector::k_smallest(scores.into_iter().enumerate(), 1)[0].0];
     let (mut mean_right, mut sum_right) = (0, 0);
     for (label, views) in finds {
         let combined: Vec<find::View> = views.iter().map(|v| find::View { embedding: v, atypicality: 0.0 }).collect();

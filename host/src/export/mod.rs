@@ -26,6 +26,7 @@ use indicatif::ParallelProgressIterator;
 use onnx::{Graph, WeightScales};
 use rayon::prelude::*;
 use serde::Serialize;
+use sporeprint_shared::classify::open_set_score;
 use sporeprint_shared::embedder::{Embedder, Observation};
 use sporeprint_shared::manifest::{self, Manifest};
 use sporeprint_shared::table::NewSpecies;
@@ -190,7 +191,8 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
         &onnx::encode(&net.export()),
         &photos,
         Agreement::Worst(PARITY_COSINE),
-        (args.keep, spec),
+        args.keep,
+        spec,
     )?;
 
     let int8 = if args.int8 {
@@ -201,7 +203,8 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExportSummary> {
             &onnx::encode(&model),
             &photos,
             Agreement::Mean(INT8_COSINE),
-            (args.keep, spec),
+            args.keep,
+            spec,
         )?;
         Some(int8)
     } else {
@@ -384,7 +387,8 @@ fn prepare_variant(
     bytes: &[u8],
     photos: &ExportPhotos,
     agreement: Agreement,
-    (keep, spec): (f64, PreprocessSpec),
+    keep: f64,
+    spec: PreprocessSpec,
 ) -> anyhow::Result<Prepared> {
     let (embedder_name, table_name) = (files.embedder, files.prototypes);
     let ExportPhotos { collection, split, inputs, reference } = *photos;
@@ -407,14 +411,14 @@ fn prepare_variant(
     let validation_labels: Vec<usize> = split.validation.iter().map(|s| s.label).collect();
     let calibration = metrics::prototypes(&train, &train_labels);
     // What the open-set rule compares with the threshold (see `classify`).
-    let nearest: Vec<f32> = validation_observed
+    let scores: Vec<f32> = validation_observed
         .iter()
-        .map(|o| metrics::nearest_prototype_distance(&o.embedding, &calibration) + o.atypicality)
+        .map(|o| open_set_score(metrics::nearest_prototype_distance(&o.embedding, &calibration), o.atypicality))
         .collect();
-    let threshold = if nearest.is_empty() { Header::UNCALIBRATED_THRESHOLD } else { metrics::quantile(&nearest, keep) };
+    let open_set = metrics::fit_open_set(&scores, keep);
+    let threshold = open_set.threshold;
 
-    let (calibration_fit, reliability) =
-        calibrate_confidence(&calibration, (&validation, &shifted), &validation_labels);
+    let (calibration_fit, reliability) = calibrate_confidence(&calibration, &validation, &shifted, &validation_labels);
     let mut header = Header::new(embedder.dim() as u32, embedder.fingerprint(), spec);
     header.open_set_threshold = threshold;
     header.temperature = calibration_fit.temperature;
@@ -443,8 +447,7 @@ fn prepare_variant(
         validation_prototype_top1: metrics::prototype_accuracy(&validation, &validation_labels, &calibration, 1),
         validation_prototype_top3: metrics::prototype_accuracy(&validation, &validation_labels, &calibration, 3),
         validation_knn5: metrics::knn_accuracy(&validation, &validation_labels, &train, &train_labels, 5),
-        validation_known_rejected: nearest.iter().filter(|&&d| d > threshold).count() as f64
-            / nearest.len().max(1) as f64,
+        validation_known_rejected: open_set.known_rejected,
         calibration: Some(calibration_fit),
     };
     Ok(Prepared { bytes: bytes.to_vec(), table, variant, reliability })
@@ -538,7 +541,8 @@ fn answers(
 /// of each set at that temperature.
 fn calibrate_confidence(
     prototypes: &BTreeMap<usize, Vec<f32>>,
-    (validation, shifted): (&[Vec<f32>], &[Vec<f32>]),
+    validation: &[Vec<f32>],
+    shifted: &[Vec<f32>],
     labels: &[usize],
 ) -> (manifest::Calibration, [calibration::Reliability; 2]) {
     let position: BTreeMap<usize, usize> = prototypes.keys().enumerate().map(|(i, &label)| (label, i)).collect();

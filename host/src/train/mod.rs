@@ -420,7 +420,8 @@ struct FeatureCache {
 }
 
 impl FeatureCache {
-    fn new(network: &Network, (train, validation): (&PhotoCache, &PhotoCache), config: &TrainConfig) -> FeatureCache {
+    fn new(network: &Network, photos: &Photos, config: &TrainConfig) -> FeatureCache {
+        let (train, validation) = (&photos.train, &photos.validation);
         let train_features = network.features(train);
         let views = (config.feature_views > 0 && !config.no_augment).then(|| {
             eprintln!(
@@ -538,11 +539,12 @@ pub fn validation_triplets(train: &PhotoCache, validation: &PhotoCache, seed: u6
 /// triplets, and the share of photos whose nearest training-set prototype is their species'.
 fn validate(
     network: &Network,
-    (train, validation): (&PhotoCache, &PhotoCache),
+    photos: &Photos,
     features: Option<&FeatureCache>,
     triplets: &[Triplet],
     margin: f64,
 ) -> (LossOutput, f64) {
+    let (train, validation) = (&photos.train, &photos.validation);
     let train_all: Vec<usize> = (0..train.len()).collect();
     let validation_all: Vec<usize> = (0..validation.len()).collect();
     let train_embeddings = network.embed(train, &train_all, features.map(|f| &f.train));
@@ -678,11 +680,10 @@ pub fn train(config: TrainConfig, resume: bool, interrupt: Arc<AtomicBool>) -> a
     let run = config.out.clone();
     let device = Device::cuda_if_available();
     let photos = Photos::load(&config, device)?;
-    let (network, proxies) = start_network(&config, &state, photos.collection.species.len(), device)?;
+    let (mut network, proxies) = start_network(&config, &state, photos.collection.species.len(), device)?;
     // Built before the head starts, which then reuses the training photos' features.
     let features = (config.freeze_backbone && (config.no_augment || config.feature_views > 0))
-        .then(|| FeatureCache::new(&network, (&photos.train, &photos.validation), &config));
-    let mut network = network;
+        .then(|| FeatureCache::new(&network, &photos, &config));
     if state.epochs_done == 0 {
         initialise(&mut network, &photos.train, features.as_ref().map(|f| &f.train), proxies.as_ref(), &config);
     }
@@ -857,8 +858,7 @@ struct Epochs<'a> {
 
 impl Epochs<'_> {
     fn validate(&self) -> (LossOutput, f64) {
-        let photos = (&self.photos.train, &self.photos.validation);
-        validate(self.network, photos, self.features, &self.validation_set, self.config.margin)
+        validate(self.network, self.photos, self.features, &self.validation_set, self.config.margin)
     }
 
     /// One epoch of steps (seeded by the epoch number), then validation; None when interrupted.

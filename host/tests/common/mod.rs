@@ -1,7 +1,8 @@
 //! Helpers shared by the host's integration tests: generated photo collections and trainings.
 #![allow(dead_code)]
 
-use image::{Rgb, RgbImage};
+pub mod photos;
+
 use sporeprint_host::eval::EvalArgs;
 use sporeprint_host::export::onnx::WeightScales;
 use sporeprint_host::export::{ExportArgs, Precision};
@@ -19,14 +20,8 @@ pub fn make_photos(root: &Path, species: usize, photos: usize) {
     for s in 0..species {
         let dir = root.join(format!("species_{s:02}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let base = [(s * 53 % 256) as u8, (s * 97 % 256) as u8, (s * 151 % 256) as u8];
         for p in 0..photos {
-            let image = RgbImage::from_fn(96, 96, |x, y| {
-                let stripe = ((x + y * (s as u32 % 3) + p as u32 * 7) / (4 + s as u32 % 5)) % 2;
-                let noise = ((x * 31 + y * 17 + p as u32 * 13) % 23) as u8;
-                Rgb(base.map(|c| if stripe == 0 { c.saturating_add(noise) } else { c / 3 + noise }))
-            });
-            image.save(dir.join(format!("photo_{p}.jpg"))).unwrap();
+            photos::striped(s, p).save(dir.join(format!("photo_{p}.jpg"))).unwrap();
         }
     }
     std::fs::write(root.join("species.csv"), "species,edibility\nspecies_00,edible\nspecies_01,deadly\n").unwrap();

@@ -1,10 +1,10 @@
 //! What the fuzz targets check on each input, shared by `shared/fuzz` (which includes this file)
 //! and `tests/fuzz_regressions.rs` (which runs the committed corpus through it).
 
+use sporeprint_shared::Table;
 use sporeprint_shared::format::{self, PREAMBLE_LEN};
 use sporeprint_shared::sync::frame::{self, FrameReader};
 use sporeprint_shared::sync::{Key, Reply, Request};
-use sporeprint_shared::Table;
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
