@@ -293,22 +293,45 @@ pub fn curves(metrics: &[EpochMetrics], path: &Path, title: &str) -> anyhow::Res
         )?;
         for &(label, colour, value) in series {
             let points: Vec<(f64, f64)> = metrics.iter().map(|m| (m.epoch as f64, value(m))).collect();
-            drawn(chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2))))?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
-            drawn(chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled()))))?;
+            line_with_points(&mut chart, points, colour.to_rgba(), 3, label.to_string())?;
         }
-        drawn(
-            chart
-                .configure_series_labels()
-                .position(legend_at)
-                .label_font(("sans-serif", 15))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw(),
-        )?;
+        legend(&mut chart, legend_at)?;
     }
     drawn(root.present())
+}
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A line through `points` with a dot of `radius` at each, named `label` in the legend.
+fn line_with_points(
+    chart: &mut Chart,
+    points: Vec<(f64, f64)>,
+    colour: RGBAColor,
+    radius: i32,
+    label: String,
+) -> anyhow::Result<()> {
+    drawn(chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2))))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    drawn(chart.draw_series(points.into_iter().map(|p| Circle::new(p, radius, colour.filled()))))?;
+    Ok(())
+}
+
+/// The series' legend, in a box at `position`.
+fn legend<'b>(chart: &mut Chart<'b, 'b>, position: SeriesLabelPosition) -> anyhow::Result<()> {
+    drawn(
+        chart
+            .configure_series_labels()
+            .position(position)
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw(),
+    )
 }
 
 /// A reliability diagram: for each confidence bin, the share answered right against the mean
@@ -341,20 +364,9 @@ pub fn reliability_chart(path: &Path, title: &str, sets: &[(&str, &Reliability)]
         let points: Vec<(f64, f64)> =
             reliability.bins.iter().filter(|b| b.photos >= 3).map(|b| (b.confidence, b.accuracy)).collect();
         let label = format!("{label}: ECE {:.3} ({} photos)", reliability.ece, reliability.photos);
-        drawn(chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2))))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
-        drawn(chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, colour.filled()))))?;
+        line_with_points(&mut chart, points, colour, 4, label)?;
     }
-    drawn(
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw(),
-    )?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     drawn(root.present())
 }
 

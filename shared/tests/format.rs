@@ -79,12 +79,16 @@ fn a_file_with_more_species_than_a_table_holds_is_refused_before_it_is_kept() {
 /// writer could produce.
 fn sealed(header: &sporeprint_shared::Header, entries: &[sporeprint_shared::Entry]) -> Vec<u8> {
     let no_tombstones: &[sporeprint_shared::Tombstone] = &[];
-    let payload = postcard::to_allocvec(&(header, entries, no_tombstones)).unwrap();
+    file_of(VERSION, &postcard::to_allocvec(&(header, entries, no_tombstones)).unwrap())
+}
+
+/// A file of format `version` around `payload`, preamble and CRC correct.
+fn file_of(version: u16, payload: &[u8]) -> Vec<u8> {
     let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
     bytes
 }
 
@@ -268,12 +272,7 @@ fn version_1_files_are_still_read() {
             origin: e.origin,
         })
         .collect();
-    let payload = postcard::to_allocvec(&(table.header(), entries)).unwrap();
-    let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&1u16.to_le_bytes());
-    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
+    let bytes = file_of(1, &postcard::to_allocvec(&(table.header(), entries)).unwrap());
     // The same table, each genus taken from its binomial.
     let read = format::decode(&bytes).unwrap();
     let named: Vec<_> = read.entries().iter().filter(|e| e.scientific_name.is_some()).collect();
@@ -318,12 +317,7 @@ fn version_2_files_are_still_read_with_the_genus_of_the_binomial() {
             origin: e.origin,
         })
         .collect();
-    let payload = postcard::to_allocvec(&(table.header(), entries, table.tombstones())).unwrap();
-    let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&2u16.to_le_bytes());
-    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
+    let bytes = file_of(2, &postcard::to_allocvec(&(table.header(), entries, table.tombstones())).unwrap());
     let read = format::decode(&bytes).unwrap();
     let genus = |scientific: &str| {
         let entry =
