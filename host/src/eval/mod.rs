@@ -295,14 +295,7 @@ fn combined(raw: &Raw, flip: bool) -> Vec<Vec<f32>> {
 
 /// The variant's unit embeddings of `raw`, centred on `centre` when given.
 fn variant(raw: &Raw, flip: bool, centre: Option<&[f32]>) -> Vec<Vec<f32>> {
-    let mut rows = combined(raw, flip);
-    for v in &mut rows {
-        if let Some(centre) = centre {
-            v.iter_mut().zip(centre).for_each(|(x, c)| *x -= c);
-        }
-        vector::l2_normalize(v);
-    }
-    rows
+    centred_units(combined(raw, flip), centre)
 }
 
 /// What an evaluation measures: the run's network (or the pretrained backbone, for the
@@ -400,17 +393,10 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
     if let (Some(train_views), Some(unseen_views)) = (&train_raw.views, &unseen_raw.views) {
         // Enrollment side (training gallery, k-shot support) from 10 views; queries flip-averaged.
         let centre = vector::mean(&combined(&train_raw, true)).expect("training photos");
-        let normalise = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            rows.iter()
-                .map(|v| {
-                    let mut v: Vec<f32> = v.iter().zip(&centre).map(|(x, c)| x - c).collect();
-                    vector::l2_normalize(&mut v);
-                    v
-                })
-                .collect()
-        };
-        let (train_e, validation_e) = (normalise(train_views), variant(&validation_raw, true, Some(&centre)));
-        let (unseen_e, unseen_support) = (variant(&unseen_raw, true, Some(&centre)), normalise(unseen_views));
+        let (train_e, validation_e) =
+            (centred_units(train_views.clone(), Some(&centre)), variant(&validation_raw, true, Some(&centre)));
+        let (unseen_e, unseen_support) =
+            (variant(&unseen_raw, true, Some(&centre)), centred_units(unseen_views.clone(), Some(&centre)));
         variants.push(measure(
             "centred+flip+crops",
             args,
@@ -443,6 +429,17 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<(EvalReport, EmbeddingDump)> 
         variants,
     };
     Ok((report, dump))
+}
+
+/// `rows` less `centre` (when given), each scaled to unit length.
+fn centred_units(mut rows: Vec<Vec<f32>>, centre: Option<&[f32]>) -> Vec<Vec<f32>> {
+    for v in &mut rows {
+        if let Some(centre) = centre {
+            v.iter_mut().zip(centre).for_each(|(x, c)| *x -= c);
+        }
+        vector::l2_normalize(v);
+    }
+    rows
 }
 
 /// The plain embeddings of every set's photos, for `embeddings.json`.
