@@ -57,9 +57,9 @@ fn flops(decluttered: &TypedModel) -> anyhow::Result<f64> {
 
 /// Operators ranked by their time in `runs` single-thread runs of the optimised plan.
 pub fn profile(model: &ModelFile, runs: usize) -> anyhow::Result<Profile> {
-    let decluttered = load(model)?.into_decluttered()?;
-    let flops = flops(&decluttered)?;
-    let optimised = decluttered.into_optimized()?;
+    let typed = load(model)?;
+    let flops = flops(&typed.clone().into_decluttered()?)?;
+    let optimised = sporeprint_shared::embedder::optimise(typed)?;
     let layout_nodes = optimised
         .nodes()
         .iter()

@@ -85,13 +85,7 @@ impl Embedder {
             .model_for_read(&mut &*bytes)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, size, size]).into()))
             .and_then(|m| m.into_typed())
-            .and_then(|m| m.into_decluttered())
-            .and_then(|mut m| {
-                // Quantized depthwise convolutions run as one fused pass (crate::qdepthwise).
-                crate::qdepthwise::rewriter().rewrite(&(), &mut m)?;
-                Ok(m)
-            })
-            .and_then(|m| m.into_optimized())
+            .and_then(optimise)
             .map_err(model_error)?;
         let output = model.output_fact(0).map_err(model_error)?;
         let shape: Vec<usize> = output.shape.as_concrete().map(|s| s.to_vec()).ok_or_else(|| EmbedderError::Model {
@@ -209,4 +203,13 @@ impl Embedder {
     pub fn embed_file(&self, path: &Path) -> Result<Vec<f32>, EmbedderError> {
         Ok(self.observe_file(path)?.0.embedding)
     }
+}
+
+/// A typed model as the embedder runs it: decluttered, our ops swapped in (quantized depthwise
+/// convolutions as one fused pass, [`crate::qdepthwise`]), then optimised by tract. The bench's
+/// per-operator profile goes through this too, so it profiles what the device runs.
+pub fn optimise(model: TypedModel) -> TractResult<TypedModel> {
+    let mut model = model.into_decluttered()?;
+    crate::qdepthwise::rewriter().rewrite(&(), &mut model)?;
+    model.into_optimized()
 }

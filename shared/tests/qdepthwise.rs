@@ -1,9 +1,96 @@
-//! The quantized depthwise op against tract's own quantized convolution, on the shipped int8
-//! embedder (every depthwise layer of EfficientNet-Lite0: kernels 3 and 5, strides 1 and 2).
+//! The quantized depthwise op: against a plain reference loop on every stride, kernel, padding,
+//! zero point and signedness (per-channel scales of very different magnitudes included), and
+//! against tract's own quantized convolution on the shipped int8 embedder (every depthwise layer
+//! of EfficientNet-Lite0: kernels 3 and 5, strides 1 and 2).
 
-use sporeprint_shared::qdepthwise;
+use proptest::prelude::*;
+use sporeprint_shared::qdepthwise::{self, QDepthwise};
 use std::path::Path;
 use tract_onnx::prelude::*;
+
+/// The convolution as its definition says, one output value at a time (what the op must equal).
+fn reference(op: &QDepthwise, input: &[i32]) -> Vec<i32> {
+    let ((h, w), (oh, ow), (kh, kw)) = (op.input_hw, op.output_hw, op.kernel);
+    let (lo, hi) = if op.output.unquantized() == u8::datum_type() { (0, 255) } else { (-128, 127) };
+    let mut out = vec![];
+    for c in 0..op.channels {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = op.bias[c];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let iy = (oy * op.stride.0 + ky) as isize - op.pad_before.0 as isize;
+                        let ix = (ox * op.stride.1 + kx) as isize - op.pad_before.1 as isize;
+                        if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                            let x = input[c * h * w + iy as usize * w + ix as usize] - op.x_zero;
+                            acc += x * (op.weights[c * kh * kw + ky * kw + kx] - op.k_zero[c]);
+                        }
+                    }
+                }
+                let y = (acc as f32 * op.multiplier[c]).round_ties_even() as i32 + op.y_zero;
+                out.push(y.clamp(lo, hi));
+            }
+        }
+    }
+    out
+}
+
+/// A layer and an input for it, every parameter drawn from `seed`.
+fn layer(seed: u64) -> (QDepthwise, Vec<i32>, bool) {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = move |n: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) % n) as i32
+    };
+    let channels = 1 + next(5) as usize;
+    let kernel = ([1, 3, 5][next(3) as usize], [1, 3, 5][next(3) as usize]);
+    let stride = (1 + next(2) as usize, 1 + next(3) as usize);
+    let input_hw = (kernel.0 + next(9) as usize, kernel.1 + next(13) as usize);
+    let pad_before = (next(kernel.0 as u64) as usize, next(kernel.1 as u64) as usize);
+    let pad_after = (next(kernel.0 as u64) as usize, next(kernel.1 as u64) as usize);
+    let size = |i: usize, k: usize, before: usize, after: usize, s: usize| (i + before + after - k) / s + 1;
+    let output_hw = (
+        size(input_hw.0, kernel.0, pad_before.0, pad_after.0, stride.0),
+        size(input_hw.1, kernel.1, pad_before.1, pad_after.1, stride.1),
+    );
+    let (signed_in, signed_out) = (next(2) == 0, next(2) == 0);
+    let value = |next: &mut dyn FnMut(u64) -> i32, signed: bool| next(256) - if signed { 128 } else { 0 };
+    let weights = (0..channels * kernel.0 * kernel.1).map(|_| value(&mut next, true)).collect();
+    // Scales from 1e-5 to 10 per channel: some channels saturate, some round to a few levels.
+    let multiplier = (0..channels).map(|_| 10f32.powi(next(7) - 5) * (1.0 + next(100) as f32 / 100.0)).collect();
+    let op = QDepthwise {
+        channels,
+        input_hw,
+        output_hw,
+        kernel,
+        stride,
+        pad_before,
+        x_zero: value(&mut next, signed_in),
+        k_zero: (0..channels).map(|_| next(9) - 4).collect(),
+        bias: (0..channels).map(|_| next(20001) - 10000).collect(),
+        weights,
+        multiplier,
+        y_zero: value(&mut next, signed_out),
+        output: if signed_out { i8::datum_type() } else { u8::datum_type() },
+        batch_axis: false,
+    };
+    let input = (0..channels * input_hw.0 * input_hw.1).map(|_| value(&mut next, signed_in)).collect();
+    (op, input, signed_in)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #[test]
+    fn the_op_equals_the_reference_loop(seed in any::<u64>()) {
+        let (op, input, signed) = layer(seed);
+        let bytes: Vec<u8> = input.iter().map(|&x| x as u8).collect();
+        let mut out = vec![0u8; op.channels * op.output_hw.0 * op.output_hw.1];
+        op.run(&bytes, signed, &mut out);
+        let signed_out = op.output.unquantized() == i8::datum_type();
+        let ours: Vec<i32> = out.iter().map(|&b| if signed_out { b as i8 as i32 } else { b as i32 }).collect();
+        prop_assert_eq!(ours, reference(&op, &input), "{:?}", op);
+    }
+}
 
 fn model() -> TypedModel {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default/embedder.int8.onnx");
