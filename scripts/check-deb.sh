@@ -33,7 +33,10 @@ for path in usr/bin/sporeprint-device \
   [ -e "$root/$path" ] || fail "missing /$path"
 done
 [ -x "$root/usr/bin/sporeprint-device" ] || fail "/usr/bin/sporeprint-device is not executable"
-readelf -h "$root/usr/bin/sporeprint-device" | grep -q "Machine:.*AArch64" || fail "the binary is not for aarch64"
+# Outputs are read whole before grepping: `grep -q` stops at the first match, and under pipefail
+# the SIGPIPE its writer then gets would fail a check at random.
+elf=$(readelf -h "$root/usr/bin/sporeprint-device")
+grep -q "Machine:.*AArch64" <<<"$elf" || fail "the binary is not for aarch64"
 cmp -s "$root/usr/share/sporeprint/models/default/prototypes.bin" models/default/prototypes.bin ||
   fail "the packaged table differs from models/default"
 # The unit starts field mode with the installed model and keeps the table in the state directory.
@@ -42,7 +45,9 @@ grep -q "^ExecStart=/usr/bin/sporeprint-device run" "$unit" || fail "the unit do
 grep -q "^StateDirectory=sporeprint" "$unit" || fail "the unit has no state directory"
 grep -q "^SPOREPRINT_MODEL=/usr/share/sporeprint/models/default" "$root/etc/default/sporeprint" ||
   fail "/etc/default/sporeprint does not point at the installed model"
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q "postinst" || fail "no postinst (service user, udev reload)"
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx "/etc/default/sporeprint" ||
+control=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)
+grep -qx "./postinst" <<<"$control" || fail "no postinst (service user, udev reload)"
+conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)
+grep -qx "/etc/default/sporeprint" <<<"$conffiles" ||
   fail "/etc/default/sporeprint is not a conffile (an upgrade would overwrite the user's settings)"
 echo "check-deb: $(du -h "$deb" | cut -f1) package, layout ok"
