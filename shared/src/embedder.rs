@@ -206,10 +206,10 @@ impl Embedder {
 }
 
 /// A typed model as the embedder runs it: decluttered, our ops swapped in (quantized depthwise
-/// convolutions as one fused pass, [`crate::qdepthwise`]), then optimised by tract. The bench's
+/// and 1x1 convolutions as one fused pass each, [`crate::quantized`]), then optimised by tract. The bench's
 /// per-operator profile goes through this too, so it profiles what the device runs.
 pub fn optimise(model: TypedModel) -> TractResult<TypedModel> {
     let mut model = model.into_decluttered()?;
-    crate::qdepthwise::rewriter().rewrite(&(), &mut model)?;
+    crate::quantized::rewriter().rewrite(&(), &mut model)?;
     model.into_optimized()
 }

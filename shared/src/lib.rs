@@ -39,7 +39,7 @@ pub mod image_io;
 #[cfg(feature = "std")]
 pub mod manifest;
 #[cfg(feature = "tract")]
-pub mod qdepthwise;
+pub mod quantized;
 #[cfg(feature = "std")]
 pub mod store;
 

@@ -1,24 +1,10 @@
-//! A quantized depthwise convolution for tract.
-//!
-//! tract 0.23.9 sends every quantized convolution, depthwise included, through an im2col and a
-//! grouped int8 matrix product with one output row per group, then requantizes in separate
-//! passes (Scale, add zero point, Min, Max, Cast). [`QDepthwise`] does the whole depthwise
-//! convolution in one pass per channel: int8/uint8 in, the accumulation in i32 with the zero
-//! points folded in, and the per-channel requantization fused into the same loop, written so
-//! that the compiler vectorises it on any target (see [`QDepthwise::run`]).
-//!
-//! [`rewriter`] swaps tract's quantized depthwise `Conv` nodes for it on a decluttered model;
-//! the ONNX file stays standard (`QLinearConv`).
-//!
-//! Depends on tract's internal API (`tract_core::internal`, `Conv`, `PoolSpec`, `Rewriter`):
-//! the crate pins tract to one version; on an upgrade re-check `Conv`'s input order
-//! (`wire_as_quant_im2col`: x, kernel, bias, x0, x_scale, k0, k_scale, y0, y_scale), the
-//! `PaddingSpec::compute` signature, and that `codegen` still leaves unknown ops alone.
+//! [`QDepthwise`]: a quantized depthwise convolution, one pass per channel with the
+//! requantization fused; the rule that swaps tract's quantized depthwise `Conv` for it.
 
+use super::{input_bytes, konst, output_range, output_tensor, per_channel, per_channel_f32, raw_i32, requantize};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::model::Rewriter;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
@@ -54,14 +40,6 @@ impl std::hash::Hash for QDepthwise {
         self.weights.hash(state);
     }
 }
-
-/// Adding and taking away 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to the nearest
-/// integer, ties to even (the FPU's default mode): what `round_ties_even` does, in plain
-/// arithmetic the compiler vectorises on any x86-64 or aarch64 (no SSE4.1 `roundps` needed).
-const ROUNDING: f32 = 12_582_912.0;
-/// Requantized values are clamped to this before rounding (well inside the trick's range, well
-/// outside any 8-bit output's).
-const ROUNDING_RANGE: f32 = 1_048_576.0;
 
 impl QDepthwise {
     /// Convolves one image. `input` holds the stored bytes of a `[channels, h, w]` tensor, int8
@@ -106,8 +84,7 @@ fn convolve(op: &QDepthwise, input: &[u8], signed: bool, out: &mut [u8]) {
             (p, first, start, end)
         })
         .collect();
-    let unsigned_out = op.output.unquantized() == u8::datum_type();
-    let (lo, hi) = if unsigned_out { (0, 255) } else { (-128, 127) };
+    let range = output_range(op.output);
     for c in 0..op.channels {
         let plane = &input[c * h * w..][..h * w];
         let value = |x: u8| if signed { x as i8 as i32 } else { x as i32 } - op.x_zero;
@@ -135,12 +112,7 @@ fn convolve(op: &QDepthwise, input: &[u8], signed: bool, out: &mut [u8]) {
                     acc[start..end].iter_mut().zip(row).for_each(|(a, &x)| *a += tap * x);
                 }
             }
-            let out_row = &mut out[(c * oh + oy) * ow..][..ow];
-            for (o, &a) in out_row.iter_mut().zip(&acc) {
-                let v = (a as f32 * m).clamp(-ROUNDING_RANGE, ROUNDING_RANGE);
-                let y = (((v + ROUNDING) - ROUNDING) as i32 + op.y_zero).clamp(lo, hi);
-                *o = y as u8; // the low byte: the value for uint8, its two's complement for int8
-            }
+            requantize(&acc, m, op.y_zero, range, &mut out[(c * oh + oy) * ow..][..ow]);
         }
     }
 }
@@ -175,18 +147,9 @@ impl EvalOp for QDepthwise {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = &inputs[0];
-        let signed = match input.datum_type().unquantized() {
-            dt if dt == i8::datum_type() => true,
-            dt if dt == u8::datum_type() => false,
-            dt => bail!("QDepthwise: input of type {dt:?}, not int8 or uint8"),
-        };
-        ensure!(input.len() == self.channels * self.input_hw.0 * self.input_hw.1, "QDepthwise: input size");
-        let mut output = Tensor::zero::<u8>(&self.output_shape())?;
-        self.run(input.as_bytes(), signed, output.as_bytes_mut());
-        // Same storage (one byte a value); the type carries signedness and quantization.
-        unsafe { output.set_datum_type(self.output) };
-        Ok(tvec!(output.into_tvalue()))
+        let (bytes, signed) = input_bytes(&inputs[0], "QDepthwise")?;
+        ensure!(bytes.len() == self.channels * self.input_hw.0 * self.input_hw.1, "QDepthwise: input size");
+        output_tensor(self.output, &self.output_shape(), |out| self.run(bytes, signed, out))
     }
 }
 
@@ -198,31 +161,9 @@ impl TypedOp for QDepthwise {
     as_op!();
 }
 
-fn konst(model: &TypedModel, outlet: OutletId) -> Option<Arc<Tensor>> {
-    model.outlet_fact(outlet).ok()?.konst.clone()
-}
-
-/// Per-channel values of a scalar-or-vector constant, as f32.
-fn per_channel_f32(t: &Tensor, channels: usize) -> TractResult<Vec<f32>> {
-    let t = t.cast_to::<f32>()?;
-    Ok(per_channel(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(), channels))
-}
-
-/// The stored integers of an (u)int8 or int32 tensor, quantized or not (never dequantized).
-fn raw_i32(t: &Tensor) -> TractResult<Vec<i32>> {
-    let mut t = t.clone();
-    unsafe { t.set_datum_type(t.datum_type().unquantized()) };
-    let t = t.cast_to::<i32>()?;
-    Ok(t.try_as_plain_ram()?.as_slice::<i32>()?.to_vec())
-}
-
-fn per_channel<T: Copy>(v: Vec<T>, channels: usize) -> Vec<T> {
-    if v.len() == 1 { vec![v[0]; channels] } else { v }
-}
-
 /// The rule: a quantized depthwise `Conv` (NCHW, OIHW kernel, no dilation, constants for all
 /// but the image) becomes a [`QDepthwise`]; anything else is left to tract.
-pub fn depthwise_rule(
+pub fn rule(
     _ctx: &(),
     model: &TypedModel,
     node: &TypedNode,
@@ -283,9 +224,4 @@ pub fn depthwise_rule(
         batch_axis,
     };
     Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?))
-}
-
-/// The rewriter a model goes through between declutter and optimisation.
-pub fn rewriter() -> Rewriter<()> {
-    Rewriter::default().with_rule_for("quantized-depthwise", depthwise_rule)
 }

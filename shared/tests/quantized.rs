@@ -1,10 +1,11 @@
-//! The quantized depthwise op: against a plain reference loop on every stride, kernel, padding,
-//! zero point and signedness (per-channel scales of very different magnitudes included), and
-//! against tract's own quantized convolution on the shipped int8 embedder (every depthwise layer
-//! of EfficientNet-Lite0: kernels 3 and 5, strides 1 and 2).
+//! Our quantized ops: each against a plain reference loop (the depthwise one on every stride,
+//! kernel, padding, zero point and signedness; both with per-channel scales of very different
+//! magnitudes), and the rewritten model against tract's own quantized convolutions on the
+//! shipped int8 embedder (every depthwise layer of EfficientNet-Lite0, kernels 3 and 5, strides
+//! 1 and 2, and every 1x1 layer).
 
 use proptest::prelude::*;
-use sporeprint_shared::qdepthwise::{self, QDepthwise};
+use sporeprint_shared::quantized::{self, QDepthwise, QPointwise};
 use std::path::Path;
 use tract_onnx::prelude::*;
 
@@ -92,6 +93,60 @@ proptest! {
     }
 }
 
+/// The 1x1 convolution as its definition says.
+fn pointwise_reference(op: &QPointwise, input: &[i32]) -> Vec<i32> {
+    let (lo, hi) = if op.output.unquantized() == u8::datum_type() { (0, 255) } else { (-128, 127) };
+    let mut out = vec![];
+    for o in 0..op.output_channels {
+        for p in 0..op.pixels {
+            let mut acc = op.bias[o];
+            for i in 0..op.input_channels {
+                acc += (input[i * op.pixels + p] - op.x_zero) * op.taps[o * op.input_channels + i];
+            }
+            let y = (acc as f32 * op.multiplier[o]).round_ties_even() as i32 + op.y_zero;
+            out.push(y.clamp(lo, hi));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #[test]
+    fn the_pointwise_op_equals_the_reference_loop(
+        (inputs, outputs, pixels) in (1usize..40, 1usize..11, 1usize..600),
+        signed_in: bool,
+        signed_out: bool,
+        seed: u64,
+    ) {
+        let mut state = seed;
+        let mut next = move |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % n) as i32
+        };
+        let offset = |signed: bool| if signed { 128 } else { 0 };
+        let op = QPointwise {
+            input_channels: inputs,
+            output_channels: outputs,
+            pixels,
+            x_zero: next(256) - offset(signed_in),
+            taps: (0..inputs * outputs).map(|_| next(256) - 128).collect(),
+            bias: (0..outputs).map(|_| next(200_001) - 100_000).collect(),
+            // Scales from 1e-6 to 20 per channel: some channels saturate, some round to a few levels.
+            multiplier: (0..outputs).map(|_| 10f32.powi(next(8) - 6) * (1.0 + next(100) as f32 / 100.0)).collect(),
+            y_zero: next(256) - offset(signed_out),
+            output: if signed_out { i8::datum_type() } else { u8::datum_type() },
+            output_shape: vec![outputs, pixels],
+        };
+        let input: Vec<i32> = (0..inputs * pixels).map(|_| next(256) - offset(signed_in)).collect();
+        let bytes: Vec<u8> = input.iter().map(|&x| x as u8).collect();
+        let mut out = vec![0u8; outputs * pixels];
+        op.run(&bytes, signed_in, &mut out);
+        let ours: Vec<i32> = out.iter().map(|&b| if signed_out { b as i8 as i32 } else { b as i32 }).collect();
+        prop_assert_eq!(ours, pointwise_reference(&op, &input));
+    }
+}
+
 fn model() -> TypedModel {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default/embedder.int8.onnx");
     tract_onnx::onnx()
@@ -115,16 +170,18 @@ fn embed(model: TypedModel, input: &Tensor) -> Vec<f32> {
 fn the_rewritten_model_embeds_as_tracts_own() {
     let reference = model();
     let mut rewritten = model();
-    qdepthwise::rewriter().rewrite(&(), &mut rewritten).unwrap();
-    let ours = rewritten.nodes.iter().filter(|n| n.op.name() == "QDepthwise").count();
-    assert!(ours >= 10, "the depthwise layers were not swapped: {ours}");
+    quantized::rewriter().rewrite(&(), &mut rewritten).unwrap();
+    let count = |name: &str| rewritten.nodes.iter().filter(|n| n.op.name() == name).count();
+    let (depthwise, pointwise) = (count("QDepthwise"), count("QPointwise"));
+    // EfficientNet-Lite0: 16 depthwise layers; 1x1 layers: 15 expansions, 16 projections, the head.
+    assert_eq!((depthwise, pointwise), (16, 32), "layers not swapped");
     let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let input = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap();
     let (a, b) = (embed(reference, &input), embed(rewritten, &input));
     let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     let cosine = dot / (norm(&a) * norm(&b));
-    println!("{ours} depthwise layers swapped; cosine to tract's own {cosine}");
+    println!("{depthwise} depthwise and {pointwise} 1x1 layers swapped; cosine to tract's own {cosine}");
     assert!(cosine > 0.999, "cosine {cosine}");
 }
 
@@ -135,8 +192,8 @@ fn print_both_plans_times() {
     let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let input: TValue = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap().into();
     let mut rewritten = model();
-    qdepthwise::rewriter().rewrite(&(), &mut rewritten).unwrap();
-    for (name, m) in [("tract's own", model()), ("with QDepthwise", rewritten)] {
+    quantized::rewriter().rewrite(&(), &mut rewritten).unwrap();
+    for (name, m) in [("tract's own", model()), ("with our ops", rewritten)] {
         let plan = m.into_optimized().unwrap().into_runnable().unwrap();
         plan.run(tvec!(input.clone())).unwrap();
         let started = std::time::Instant::now();

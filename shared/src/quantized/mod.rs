@@ -1,0 +1,113 @@
+//! Quantized convolutions for tract, each one fused pass.
+//!
+//! tract 0.23.9 runs every quantized convolution as an (im2col and) int8 matrix product, then
+//! requantizes in separate passes over the int32 result (Scale, add zero point, Min, Max, Cast);
+//! a per-channel scale stays a Scale that nothing fuses. Depthwise convolutions become a grouped
+//! product with one output row per group, which its 8-row kernels waste; and on an AVX2 machine
+//! without VNNI its int8 kernel runs at about 1 GOP/s (BENCHMARKS.md, "The machine's limit").
+//! Our ops do the whole layer in one pass: int8/uint8 in, i32 accumulation with the zero points
+//! folded in, the per-channel requantization fused, int8/uint8 out:
+//! - [`QDepthwise`]: depthwise convolutions, any kernel, stride and padding;
+//! - [`QPointwise`]: 1x1 convolutions (which tract's declutter has made quantized `EinSum`s).
+//!
+//! Both are plain Rust that the compiler vectorises (row-contiguous accumulation), compiled per
+//! instruction set by `multiversion` (AVX2 on x86-64, NEON on aarch64: the x86-64 baseline has
+//! no 32-bit vector multiply) and picked at run time. [`rewriter`] swaps tract's nodes for them
+//! on a decluttered model; the ONNX file stays standard (`QLinearConv`), so ONNX Runtime and
+//! Netron keep opening it.
+//!
+//! Depends on tract's internal API (`tract_core::internal`, `Conv`, `EinSum`, `PoolSpec`,
+//! `Rewriter`): the crate pins tract to one version. On an upgrade re-check the quantized
+//! inputs' order (`Conv::wire_as_quant_im2col` and `EinSum::q_params`: x, kernel, bias, x0,
+//! x_scale, k0, k_scale, y0, y_scale), `Conv::declutter_as_einsum`'s axes (input `[n] c h w`,
+//! kernel `o c`, output `[n] o h w`), the `PaddingSpec::compute` signature, and that `codegen`
+//! still leaves unknown ops alone.
+
+pub mod depthwise;
+pub mod pointwise;
+
+pub use depthwise::QDepthwise;
+pub use pointwise::QPointwise;
+
+use std::vec::Vec;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::model::Rewriter;
+
+/// The rewriter a model goes through between declutter and optimisation.
+pub fn rewriter() -> Rewriter<()> {
+    Rewriter::default()
+        .with_rule_for("quantized-depthwise", depthwise::rule)
+        .with_rule_for("quantized-pointwise", pointwise::rule)
+}
+
+/// Adding and taking away 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to the nearest
+/// integer, ties to even (the FPU's default mode): what `round_ties_even` does, in plain
+/// arithmetic the compiler vectorises on any x86-64 or aarch64 (no SSE4.1 `roundps` needed).
+const ROUNDING: f32 = 12_582_912.0;
+/// Requantized values are clamped to this before rounding (well inside the trick's range, well
+/// outside any 8-bit output's).
+const ROUNDING_RANGE: f32 = 1_048_576.0;
+
+/// The values an output of type `dt` (int8 or uint8, quantized) can hold.
+pub(crate) fn output_range(dt: DatumType) -> (i32, i32) {
+    if dt.unquantized() == u8::datum_type() { (0, 255) } else { (-128, 127) }
+}
+
+/// One row of i32 accumulators requantized into output bytes: `acc * multiplier`, rounded half
+/// to even, plus the zero point, clamped to `range`; each byte is the value for uint8, its two's
+/// complement for int8. Inlined into the callers' per-instruction-set versions.
+#[inline(always)]
+pub(crate) fn requantize(acc: &[i32], multiplier: f32, y_zero: i32, range: (i32, i32), out: &mut [u8]) {
+    for (o, &a) in out.iter_mut().zip(acc) {
+        let v = (a as f32 * multiplier).clamp(-ROUNDING_RANGE, ROUNDING_RANGE);
+        *o = (((v + ROUNDING) - ROUNDING) as i32 + y_zero).clamp(range.0, range.1) as u8;
+    }
+}
+
+/// The stored bytes of an int8 or uint8 input, and whether they are signed.
+pub(crate) fn input_bytes<'a>(input: &'a TValue, op: &str) -> TractResult<(&'a [u8], bool)> {
+    let signed = match input.datum_type().unquantized() {
+        dt if dt == i8::datum_type() => true,
+        dt if dt == u8::datum_type() => false,
+        dt => bail!("{op}: input of type {dt:?}, not int8 or uint8"),
+    };
+    Ok((input.as_bytes(), signed))
+}
+
+/// A tensor of type `dt` (int8 or uint8, quantized) and `shape`, its bytes written by `fill`.
+pub(crate) fn output_tensor(
+    dt: DatumType,
+    shape: &[usize],
+    fill: impl FnOnce(&mut [u8]),
+) -> TractResult<TVec<TValue>> {
+    let mut output = Tensor::zero::<u8>(shape)?;
+    fill(output.as_bytes_mut());
+    // Same storage (one byte a value); the type carries signedness and quantization.
+    unsafe { output.set_datum_type(dt) };
+    Ok(tvec!(output.into_tvalue()))
+}
+
+/// The constant behind `outlet`, if it is one.
+pub(crate) fn konst(model: &TypedModel, outlet: OutletId) -> Option<Arc<Tensor>> {
+    model.outlet_fact(outlet).ok()?.konst.clone()
+}
+
+/// Per-channel values of a scalar-or-vector constant, as f32.
+pub(crate) fn per_channel_f32(t: &Tensor, channels: usize) -> TractResult<Vec<f32>> {
+    let t = t.cast_to::<f32>()?;
+    Ok(per_channel(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(), channels))
+}
+
+/// The stored integers of an (u)int8 or int32 tensor, quantized or not (never dequantized).
+pub(crate) fn raw_i32(t: &Tensor) -> TractResult<Vec<i32>> {
+    let mut t = t.clone();
+    unsafe { t.set_datum_type(t.datum_type().unquantized()) };
+    let t = t.cast_to::<i32>()?;
+    Ok(t.try_as_plain_ram()?.as_slice::<i32>()?.to_vec())
+}
+
+/// A scalar-or-vector value, one per channel.
+pub(crate) fn per_channel<T: Copy>(v: Vec<T>, channels: usize) -> Vec<T> {
+    if v.len() == 1 { vec![v[0]; channels] } else { v }
+}
