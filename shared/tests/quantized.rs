@@ -130,7 +130,8 @@ proptest! {
             output_channels: outputs,
             pixels,
             x_zero: next(256) - offset(signed_in),
-            taps: (0..inputs * outputs).map(|_| next(256) - 128).collect(),
+            // Weights less their zero point span -255..=255 (uint8 weights with a zero point).
+            taps: (0..inputs * outputs).map(|_| next(511) - 255).collect(),
             bias: (0..outputs).map(|_| next(200_001) - 100_000).collect(),
             // Scales from 1e-6 to 20 per channel: some channels saturate, some round to a few levels.
             multiplier: (0..outputs).map(|_| 10f32.powi(next(8) - 6) * (1.0 + next(100) as f32 / 100.0)).collect(),
@@ -141,9 +142,12 @@ proptest! {
         let input: Vec<i32> = (0..inputs * pixels).map(|_| next(256) - offset(signed_in)).collect();
         let bytes: Vec<u8> = input.iter().map(|&x| x as u8).collect();
         let mut out = vec![0u8; outputs * pixels];
+        let expected = pointwise_reference(&op, &input);
+        let decode = |out: &[u8]| -> Vec<i32> { out.iter().map(|&b| if signed_out { b as i8 as i32 } else { b as i32 }).collect() };
         op.run(&bytes, signed_in, &mut out);
-        let ours: Vec<i32> = out.iter().map(|&b| if signed_out { b as i8 as i32 } else { b as i32 }).collect();
-        prop_assert_eq!(ours, pointwise_reference(&op, &input));
+        prop_assert_eq!(decode(&out), expected.clone(), "run (AVX2 where the CPU has it)");
+        op.run_portable(&bytes, signed_in, &mut out);
+        prop_assert_eq!(decode(&out), expected, "run_portable");
     }
 }
 

@@ -76,11 +76,7 @@ pub(crate) fn input_bytes<'a>(input: &'a TValue, op: &str) -> TractResult<(&'a [
 }
 
 /// A tensor of type `dt` (int8 or uint8, quantized) and `shape`, its bytes written by `fill`.
-pub(crate) fn output_tensor(
-    dt: DatumType,
-    shape: &[usize],
-    fill: impl FnOnce(&mut [u8]),
-) -> TractResult<TVec<TValue>> {
+pub(crate) fn output_tensor(dt: DatumType, shape: &[usize], fill: impl FnOnce(&mut [u8])) -> TractResult<TVec<TValue>> {
     let mut output = Tensor::zero::<u8>(shape)?;
     fill(output.as_bytes_mut());
     // Same storage (one byte a value); the type carries signedness and quantization.
