@@ -1,7 +1,9 @@
 //! [`QDepthwise`]: a quantized depthwise convolution, one pass per channel with the
 //! requantization fused; the rule that swaps tract's quantized depthwise `Conv` for it.
 
-use super::{input_bytes, konst, output_range, output_tensor, per_channel, per_channel_f32, raw_i32, requantize};
+use super::{
+    input_bytes, output_range, output_tensor, per_channel, per_channel_f32, quantized_constants, raw_i32, requantize,
+};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -184,8 +186,7 @@ pub fn rule(
     {
         return Ok(None);
     }
-    let consts: Option<Vec<Arc<Tensor>>> = node.inputs[1..].iter().map(|&o| konst(model, o)).collect();
-    let Some(consts) = consts else { return Ok(None) };
+    let Some(consts) = quantized_constants(model, node) else { return Ok(None) };
     let [kernel, bias, x0, x_scale, k0, k_scale, y0, y_scale] = &consts[..] else { return Ok(None) };
     let input = model.outlet_fact(node.inputs[0])?;
     let Some(shape) = input.shape.as_concrete() else { return Ok(None) };

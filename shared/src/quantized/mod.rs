@@ -84,9 +84,10 @@ pub(crate) fn output_tensor(dt: DatumType, shape: &[usize], fill: impl FnOnce(&m
     Ok(tvec!(output.into_tvalue()))
 }
 
-/// The constant behind `outlet`, if it is one.
-pub(crate) fn konst(model: &TypedModel, outlet: OutletId) -> Option<Arc<Tensor>> {
-    model.outlet_fact(outlet).ok()?.konst.clone()
+/// The constants behind a quantized node's inputs after the image (kernel, bias, x0, x_scale,
+/// k0, k_scale, y0, y_scale), if every one is a constant.
+pub(crate) fn quantized_constants(model: &TypedModel, node: &TypedNode) -> Option<Vec<Arc<Tensor>>> {
+    node.inputs[1..].iter().map(|&outlet| model.outlet_fact(outlet).ok()?.konst.clone()).collect()
 }
 
 /// Per-channel values of a scalar-or-vector constant, as f32.

@@ -1,7 +1,9 @@
 //! [`QPointwise`]: a quantized 1x1 convolution (a matrix product over the channels) with the
 //! requantization fused; the rule that swaps tract's quantized `EinSum` for it.
 
-use super::{input_bytes, konst, output_range, output_tensor, per_channel, per_channel_f32, raw_i32, requantize};
+use super::{
+    input_bytes, output_range, output_tensor, per_channel, per_channel_f32, quantized_constants, raw_i32, requantize,
+};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -259,8 +261,7 @@ pub fn rule(
     if !pointwise || !(bias_axes.is_empty() || bias_axes == [o]) || ins[3..].iter().any(|s| s.chars().count() > 1) {
         return Ok(None);
     }
-    let consts: Option<Vec<Arc<Tensor>>> = node.inputs[1..].iter().map(|&i| konst(model, i)).collect();
-    let Some(consts) = consts else { return Ok(None) };
+    let Some(consts) = quantized_constants(model, node) else { return Ok(None) };
     let [weights, bias, x0, x_scale, k0, k_scale, y0, y_scale] = &consts[..] else { return Ok(None) };
     let input = model.outlet_fact(node.inputs[0])?;
     let result_fact = model.outlet_fact(node.id.into())?;
