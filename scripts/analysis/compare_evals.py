@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Means over splits of the numbers model selection looks at, from `sporeprint eval` reports.
 
-Each RECIPE is a label and a glob of report files (one per split, e.g. `runs/cc-v2-s*/eval.json`);
+Each RECIPE is a label and a glob of report files (one per split, e.g. `runs/cc-v2-s[0-4]/eval.json`:
+a looser `cc-v2-s*` would also match a `--save`d report such as `cc-v2-s0-crops`, counting a split twice);
 the table has one row per recipe and variant (`--variants`, default `plain`, the device's rule):
 single-photo top-1 on known species (validation photos and their shifted variants), finds of
 known species (2 views) and of new species enrolled from one photo (3 views, original and
@@ -10,6 +11,7 @@ shifted), 1- and 3-shot top-1, and the open-set AUROC and rejection of the devic
 
 usage: compare_evals.py [--variants plain,flip] LABEL=GLOB...
 """
+import argparse
 import glob
 import json
 import statistics
@@ -48,14 +50,15 @@ def cell(values):
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def main(args):
-    variants = ["plain"]
-    if args and args[0].startswith("--variants"):
-        variants = (args[0].split("=", 1)[1] if "=" in args[0] else args[1]).split(",")
-        args = args[1:] if "=" in args[0] else args[2:]
+def main():
+    parser = argparse.ArgumentParser(description="Means over splits of sporeprint eval reports.")
+    parser.add_argument("--variants", default="plain", help="comma-separated variants (default: plain)")
+    parser.add_argument("recipes", nargs="+", metavar="LABEL=GLOB")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
     print("| recipe | variant | splits | " + " | ".join(COLUMNS) + " |")
     print("|---|---|---|" + "---|" * len(COLUMNS))
-    for recipe in args:
+    for recipe in args.recipes:
         label, pattern = recipe.split("=", 1)
         reports = [json.load(open(path)) for path in sorted(glob.glob(pattern))]
         if not reports:
@@ -67,4 +70,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
