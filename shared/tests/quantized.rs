@@ -1,34 +1,39 @@
-//! Our quantized ops: each against a plain reference loop (the depthwise one on every stride,
-//! kernel, padding, zero point and signedness; both with per-channel scales of very different
-//! magnitudes), and the rewritten model against tract's own quantized convolutions on the
-//! shipped int8 embedder (every depthwise layer of EfficientNet-Lite0, kernels 3 and 5, strides
-//! 1 and 2, and every 1x1 layer).
+//! Our quantized ops: each against a plain reference loop (the direct convolution on every
+//! stride, kernel, padding, grouping, zero point and signedness; both with per-channel scales of
+//! very different magnitudes), and the rewritten model against tract's own quantized
+//! convolutions on the shipped int8 embedder (the stem, every depthwise layer of
+//! EfficientNet-Lite0, kernels 3 and 5, strides 1 and 2, and every 1x1 layer).
 
 use proptest::prelude::*;
-use sporeprint_shared::quantized::{self, QDepthwise, QPointwise};
+use sporeprint_shared::quantized::{self, QConv, QPointwise};
 use std::path::Path;
 use tract_onnx::prelude::*;
 
 /// The convolution as its definition says, one output value at a time (what the op must equal).
-fn reference(op: &QDepthwise, input: &[i32]) -> Vec<i32> {
+fn reference(op: &QConv, input: &[i32]) -> Vec<i32> {
     let ((h, w), (oh, ow), (kh, kw)) = (op.input_hw, op.output_hw, op.kernel);
+    let (inputs, outputs) = (op.input_channels / op.group, op.output_channels / op.group);
     let (lo, hi) = if op.output.unquantized() == u8::datum_type() { (0, 255) } else { (-128, 127) };
     let mut out = vec![];
-    for c in 0..op.channels {
+    for o in 0..op.output_channels {
+        let g = o / outputs;
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut acc = op.bias[c];
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let iy = (oy * op.stride.0 + ky) as isize - op.pad_before.0 as isize;
-                        let ix = (ox * op.stride.1 + kx) as isize - op.pad_before.1 as isize;
-                        if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
-                            let x = input[c * h * w + iy as usize * w + ix as usize] - op.x_zero;
-                            acc += x * (op.weights[c * kh * kw + ky * kw + kx] - op.k_zero[c]);
+                let mut acc = op.bias[o];
+                for i in 0..inputs {
+                    let c = g * inputs + i;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * op.stride.0 + ky) as isize - op.pad_before.0 as isize;
+                            let ix = (ox * op.stride.1 + kx) as isize - op.pad_before.1 as isize;
+                            if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                                let x = input[c * h * w + iy as usize * w + ix as usize] - op.x_zero;
+                                acc += x * op.taps[((o * inputs + i) * kh + ky) * kw + kx];
+                            }
                         }
                     }
                 }
-                let y = (acc as f32 * op.multiplier[c]).round_ties_even() as i32 + op.y_zero;
+                let y = (acc as f32 * op.multiplier[o]).round_ties_even() as i32 + op.y_zero;
                 out.push(y.clamp(lo, hi));
             }
         }
@@ -36,14 +41,17 @@ fn reference(op: &QDepthwise, input: &[i32]) -> Vec<i32> {
     out
 }
 
-/// A layer and an input for it, every parameter drawn from `seed`.
-fn layer(seed: u64) -> (QDepthwise, Vec<i32>, bool) {
+/// A layer and an input for it, every parameter drawn from `seed`: depthwise, dense (like the
+/// stem) or grouped in between.
+fn layer(seed: u64) -> (QConv, Vec<i32>, bool) {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut next = move |n: u64| {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((state >> 33) % n) as i32
     };
-    let channels = 1 + next(5) as usize;
+    let group = 1 + next(4) as usize;
+    let (inputs, outputs) = (1 + next(3) as usize, 1 + next(3) as usize);
+    let (input_channels, output_channels) = (group * inputs, group * outputs);
     let kernel = ([1, 3, 5][next(3) as usize], [1, 3, 5][next(3) as usize]);
     let stride = (1 + next(2) as usize, 1 + next(3) as usize);
     let input_hw = (kernel.0 + next(9) as usize, kernel.1 + next(13) as usize);
@@ -56,36 +64,38 @@ fn layer(seed: u64) -> (QDepthwise, Vec<i32>, bool) {
     );
     let (signed_in, signed_out) = (next(2) == 0, next(2) == 0);
     let value = |next: &mut dyn FnMut(u64) -> i32, signed: bool| next(256) - if signed { 128 } else { 0 };
-    let weights = (0..channels * kernel.0 * kernel.1).map(|_| value(&mut next, true)).collect();
-    // Scales from 1e-5 to 10 per channel: some channels saturate, some round to a few levels.
-    let multiplier = (0..channels).map(|_| 10f32.powi(next(7) - 5) * (1.0 + next(100) as f32 / 100.0)).collect();
-    let op = QDepthwise {
-        channels,
+    // Weights less their zero point span -255..=255 (uint8 weights with a zero point).
+    let taps = (0..output_channels * inputs * kernel.0 * kernel.1).map(|_| next(511) - 255).collect();
+    // Scales from 1e-6 to 10 per channel: some channels saturate, some round to a few levels.
+    let multiplier = (0..output_channels).map(|_| 10f32.powi(next(8) - 6) * (1.0 + next(100) as f32 / 100.0)).collect();
+    let op = QConv {
+        input_channels,
+        output_channels,
+        group,
         input_hw,
         output_hw,
         kernel,
         stride,
         pad_before,
         x_zero: value(&mut next, signed_in),
-        k_zero: (0..channels).map(|_| next(9) - 4).collect(),
-        bias: (0..channels).map(|_| next(20001) - 10000).collect(),
-        weights,
+        taps,
+        bias: (0..output_channels).map(|_| next(20001) - 10000).collect(),
         multiplier,
         y_zero: value(&mut next, signed_out),
         output: if signed_out { i8::datum_type() } else { u8::datum_type() },
         batch_axis: false,
     };
-    let input = (0..channels * input_hw.0 * input_hw.1).map(|_| value(&mut next, signed_in)).collect();
+    let input = (0..input_channels * input_hw.0 * input_hw.1).map(|_| value(&mut next, signed_in)).collect();
     (op, input, signed_in)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
     #[test]
-    fn the_op_equals_the_reference_loop(seed in any::<u64>()) {
+    fn the_conv_op_equals_the_reference_loop(seed in any::<u64>()) {
         let (op, input, signed) = layer(seed);
         let bytes: Vec<u8> = input.iter().map(|&x| x as u8).collect();
-        let mut out = vec![0u8; op.channels * op.output_hw.0 * op.output_hw.1];
+        let mut out = vec![0u8; op.output_channels * op.output_hw.0 * op.output_hw.1];
         op.run(&bytes, signed, &mut out);
         let signed_out = op.output.unquantized() == i8::datum_type();
         let ours: Vec<i32> = out.iter().map(|&b| if signed_out { b as i8 as i32 } else { b as i32 }).collect();
@@ -176,16 +186,19 @@ fn the_rewritten_model_embeds_as_tracts_own() {
     let mut rewritten = model();
     quantized::rewriter().rewrite(&(), &mut rewritten).unwrap();
     let count = |name: &str| rewritten.nodes.iter().filter(|n| n.op.name() == name).count();
-    let (depthwise, pointwise) = (count("QDepthwise"), count("QPointwise"));
-    // EfficientNet-Lite0: 16 depthwise layers; 1x1 layers: 15 expansions, 16 projections, the head.
-    assert_eq!((depthwise, pointwise), (16, 32), "layers not swapped");
+    let (stem, depthwise, pointwise) = (count("QConv"), count("QDepthwise"), count("QPointwise"));
+    // EfficientNet-Lite0: the 3x3 stem, 16 depthwise layers; 1x1 layers: 15 expansions, 16
+    // projections, the head. Nothing quantized is left to tract's im2col.
+    assert_eq!((stem, depthwise, pointwise), (1, 16, 32), "layers not swapped");
+    let left = rewritten.nodes.iter().filter(|n| n.op_as::<tract_onnx::tract_core::ops::cnn::Conv>().is_some()).count();
+    assert_eq!(left, 0, "convolutions left to tract");
     let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let input = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap();
     let (a, b) = (embed(reference, &input), embed(rewritten, &input));
     let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     let cosine = dot / (norm(&a) * norm(&b));
-    println!("{depthwise} depthwise and {pointwise} 1x1 layers swapped; cosine to tract's own {cosine}");
+    println!("{stem} stem, {depthwise} depthwise and {pointwise} 1x1 layers swapped; cosine to tract's own {cosine}");
     assert!(cosine > 0.999, "cosine {cosine}");
 }
 

@@ -7,13 +7,15 @@
 //! without VNNI its int8 kernel runs at about 1 GOP/s (BENCHMARKS.md, "The machine's limit").
 //! Our ops do the whole layer in one pass: int8/uint8 in, i32 accumulation with the zero points
 //! folded in, the per-channel requantization fused, int8/uint8 out:
-//! - [`QDepthwise`]: depthwise convolutions, any kernel, stride and padding;
+//! - [`QConv`]: direct convolutions that read few input values per output value (depthwise
+//!   layers and the stem), any kernel, stride and padding;
 //! - [`QPointwise`]: 1x1 convolutions (which tract's declutter has made quantized `EinSum`s).
 //!
-//! Both are plain Rust that the compiler vectorises (row-contiguous accumulation), compiled per
-//! instruction set by `multiversion` (AVX2 on x86-64, NEON on aarch64: the x86-64 baseline has
-//! no 32-bit vector multiply) and picked at run time. [`rewriter`] swaps tract's nodes for them
-//! on a decluttered model; the ONNX file stays standard (`QLinearConv`), so ONNX Runtime and
+//! Both are plain Rust loops that the compiler vectorises (row-contiguous accumulation),
+//! compiled per instruction set by `multiversion` (AVX2 on x86-64, NEON on aarch64: the x86-64
+//! baseline has no 32-bit vector multiply) and picked at run time; on x86-64 [`QPointwise`] has
+//! an AVX2 intrinsics kernel besides (`pointwise::avx2`). [`rewriter`] swaps tract's nodes for
+//! them on a decluttered model; the ONNX file stays standard (`QLinearConv`), so ONNX Runtime and
 //! Netron keep opening it.
 //!
 //! Depends on tract's internal API (`tract_core::internal`, `Conv`, `EinSum`, `PoolSpec`,
@@ -23,10 +25,10 @@
 //! kernel `o c`, output `[n] o h w`), the `PaddingSpec::compute` signature, and that `codegen`
 //! still leaves unknown ops alone.
 
-pub mod depthwise;
+pub mod conv;
 pub mod pointwise;
 
-pub use depthwise::QDepthwise;
+pub use conv::QConv;
 pub use pointwise::QPointwise;
 
 use std::vec::Vec;
@@ -37,7 +39,7 @@ use tract_onnx::tract_core::model::Rewriter;
 /// The rewriter a model goes through between declutter and optimisation.
 pub fn rewriter() -> Rewriter<()> {
     Rewriter::default()
-        .with_rule_for("quantized-depthwise", depthwise::rule)
+        .with_rule_for("quantized-conv", conv::rule)
         .with_rule_for("quantized-pointwise", pointwise::rule)
 }
 

@@ -1,0 +1,283 @@
+//! [`QConv`]: a quantized direct convolution, each output channel accumulated one input row
+//! at a time with the requantization fused; the rule that swaps tract's quantized `Conv` for it
+//! where that wins: depthwise layers and the stem (few input values per output value).
+
+use super::{
+    input_bytes, output_range, output_tensor, per_channel, per_channel_f32, quantized_constants, raw_i32, requantize,
+};
+use std::vec::Vec;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// The most input values (input channels per group x kernel taps) one output value may read for
+/// the rule to take a convolution: a depthwise 5x5 reads 25, the stem 3 x 3x3 = 27. A direct
+/// convolution does each of them as one pass over an output row; beyond a few dozen, tract's
+/// im2col and matrix product (or a 1x1 layer's [`super::QPointwise`]) reuse the input better.
+pub const MAX_REDUCTION: usize = 32;
+
+/// One convolution's geometry and constants, NCHW, batch 1, OIHW kernel, no dilation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QConv {
+    pub input_channels: usize,
+    pub output_channels: usize,
+    /// Channel groups: `input_channels` for a depthwise layer, 1 for a dense one.
+    pub group: usize,
+    pub input_hw: (usize, usize),
+    pub output_hw: (usize, usize),
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    /// Zeros added above and to the left (below and right follow from the output size).
+    pub pad_before: (usize, usize),
+    pub x_zero: i32,
+    /// `[output_channels, input_channels / group, kh, kw]`, the weights less their zero point.
+    pub taps: Vec<i32>,
+    pub bias: Vec<i32>,
+    /// `x_scale * k_scale[o] / y_scale`.
+    pub multiplier: Vec<f32>,
+    pub y_zero: i32,
+    pub output: DatumType,
+    /// NCHW with N = 1 (else CHW: tract's declutter drops a batch axis of 1).
+    pub batch_axis: bool,
+}
+
+// Ops are compared to merge duplicates; the f32 multipliers are never NaN (scales are finite).
+impl Eq for QConv {}
+
+impl std::hash::Hash for QConv {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.input_channels, self.output_channels, self.group, self.input_hw).hash(state);
+        (self.kernel, self.stride, self.pad_before).hash(state);
+        self.taps.hash(state);
+    }
+}
+
+impl QConv {
+    /// Convolves one image. `input` holds the stored bytes of a `[input_channels, h, w]` tensor,
+    /// int8 when `signed`, else uint8; `out` receives the `[output_channels, oh, ow]` output's
+    /// (int8 or uint8, per `output`).
+    ///
+    /// Vectorised by the compiler, without intrinsics: each output row is accumulated whole, one
+    /// input channel and kernel tap at a time, as `row += tap * (a contiguous slice of an input
+    /// row)`. With stride `s`, each input row is first split into its `s` phases (columns
+    /// `p, p + s, p + 2s, ...`) so that the slice a tap reads stays contiguous.
+    pub fn run(&self, input: &[u8], signed: bool, out: &mut [u8]) {
+        assert_eq!(input.len(), self.input_channels * self.input_hw.0 * self.input_hw.1, "QConv: input size");
+        assert_eq!(out.len(), self.output_channels * self.output_hw.0 * self.output_hw.1, "QConv: output size");
+        convolve(self, &self.columns(), input, signed, out)
+    }
+
+    /// Whether each output channel reads one input channel of its own.
+    pub fn is_depthwise(&self) -> bool {
+        self.group == self.input_channels && self.group == self.output_channels
+    }
+
+    /// For each kernel column: output column ox reads input column sw * ox + kx - pw, which is
+    /// index ox + q of phase p; (p, first index read, first and end output column) where valid.
+    fn columns(&self) -> Vec<Column> {
+        let (w, sw, pw, ow) = (self.input_hw.1, self.stride.1, self.pad_before.1, self.output_hw.1);
+        (0..self.kernel.1)
+            .map(|kx| {
+                let d = kx as isize - pw as isize;
+                let (phase, q) = (d.rem_euclid(sw as isize) as usize, d.div_euclid(sw as isize));
+                let valid = w.saturating_sub(phase).div_ceil(sw) as isize;
+                let start = (-q).max(0) as usize;
+                let end = ((valid - q).clamp(0, ow as isize) as usize).max(start);
+                // An empty range reads nothing: index 0, always in bounds.
+                let first = if end > start { (start as isize + q) as usize } else { 0 };
+                Column { phase, first, start, end }
+            })
+            .collect()
+    }
+}
+
+/// Where one kernel column reads in a phase-split input row, and which output columns it feeds.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    phase: usize,
+    first: usize,
+    start: usize,
+    end: usize,
+}
+
+/// [`QConv::run`]'s loop, compiled for each listed instruction set and picked at run time (a
+/// free function: `multiversion` does not take methods).
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn convolve(op: &QConv, columns: &[Column], input: &[u8], signed: bool, out: &mut [u8]) {
+    let (h, w) = op.input_hw;
+    let (oh, ow) = op.output_hw;
+    let (kh, kw) = op.kernel;
+    let (sh, sw) = op.stride;
+    let ph = op.pad_before.0;
+    let (inputs, outputs) = (op.input_channels / op.group, op.output_channels / op.group);
+    let phase_len = w.div_ceil(sw);
+    let plane_len = h * sw * phase_len;
+    // Input channel i of the group, row y, phase p starts at i * plane_len + (y * sw + p) *
+    // phase_len; unused tails stay 0 and are never read.
+    let mut phases = vec![0i32; inputs * plane_len];
+    let mut acc = vec![0i32; ow];
+    let range = output_range(op.output);
+    let value = |x: u8| if signed { x as i8 as i32 } else { x as i32 } - op.x_zero;
+    for g in 0..op.group {
+        for (i, planes) in phases.chunks_exact_mut(plane_len).enumerate() {
+            let plane = &input[(g * inputs + i) * h * w..][..h * w];
+            if sw == 1 {
+                // One phase: the plane itself (a plain loop the compiler vectorises).
+                planes.iter_mut().zip(plane).for_each(|(d, &x)| *d = value(x));
+            } else {
+                for (y, row) in plane.chunks_exact(w).enumerate() {
+                    for p in 0..sw {
+                        let dst = &mut planes[(y * sw + p) * phase_len..][..phase_len];
+                        dst.iter_mut().zip(row.iter().skip(p).step_by(sw)).for_each(|(d, &x)| *d = value(x));
+                    }
+                }
+            }
+        }
+        for o in g * outputs..(g + 1) * outputs {
+            let taps = &op.taps[o * inputs * kh * kw..][..inputs * kh * kw];
+            let (bias, m) = (op.bias[o], op.multiplier[o]);
+            for oy in 0..oh {
+                acc.fill(bias);
+                for ky in 0..kh {
+                    let Some(iy) = (oy * sh + ky).checked_sub(ph).filter(|&iy| iy < h) else { continue };
+                    for i in 0..inputs {
+                        let rows = &phases[i * plane_len + iy * sw * phase_len..];
+                        for (kx, c) in columns.iter().enumerate() {
+                            let row = &rows[c.phase * phase_len + c.first..];
+                            let tap = taps[(i * kh + ky) * kw + kx];
+                            acc[c.start..c.end].iter_mut().zip(row).for_each(|(a, &x)| *a += tap * x);
+                        }
+                    }
+                }
+                requantize(&acc, m, op.y_zero, range, &mut out[(o * oh + oy) * ow..][..ow]);
+            }
+        }
+    }
+}
+
+impl QConv {
+    fn output_shape(&self) -> Vec<usize> {
+        let chw = [self.output_channels, self.output_hw.0, self.output_hw.1];
+        if self.batch_axis { [&[1][..], &chw].concat() } else { chw.to_vec() }
+    }
+}
+
+impl Op for QConv {
+    /// "QDepthwise" for a depthwise layer, so that profiles tell the two kinds apart.
+    fn name(&self) -> StaticName {
+        if self.is_depthwise() { "QDepthwise".into() } else { "QConv".into() }
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} -> {} channels in {} groups, kernel {:?}, stride {:?}, {:?} -> {:?}",
+            self.input_channels,
+            self.output_channels,
+            self.group,
+            self.kernel,
+            self.stride,
+            self.input_hw,
+            self.output_hw
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for QConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (bytes, signed) = input_bytes(&inputs[0], "QConv")?;
+        // Checked here as an error; `run` asserts it for its direct callers.
+        ensure!(bytes.len() == self.input_channels * self.input_hw.0 * self.input_hw.1, "QConv: input size");
+        output_tensor(self.output, &self.output_shape(), |out| self.run(bytes, signed, out))
+    }
+}
+
+impl TypedOp for QConv {
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(self.output.fact(self.output_shape())))
+    }
+
+    as_op!();
+}
+
+/// The rule: a quantized `Conv` (NCHW, OIHW kernel, no dilation, constants for all but the
+/// image) whose output values each read at most [`MAX_REDUCTION`] input values becomes a
+/// [`QConv`]; anything else is left to tract.
+pub fn rule(
+    _ctx: &(),
+    model: &TypedModel,
+    node: &TypedNode,
+    _name: &str,
+    conv: &Conv,
+) -> TractResult<Option<TypedModelPatch>> {
+    let Some(output) = conv.q_params else { return Ok(None) };
+    let (input_channels, output_channels, group) = (conv.input_channels(), conv.output_channels(), conv.group);
+    let spec = &conv.pool_spec;
+    if group == 0
+        || input_channels % group != 0
+        || output_channels % group != 0
+        || !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+        || conv.kernel_fmt != KernelFormat::OIHW
+        || spec.kernel_shape.len() != 2
+        || spec.dilations.as_ref().is_some_and(|d| d.iter().any(|&d| d != 1))
+        || node.inputs.len() != 9
+    {
+        return Ok(None);
+    }
+    let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
+    let reduction = input_channels / group * kh * kw;
+    if reduction > MAX_REDUCTION {
+        return Ok(None);
+    }
+    let Some(consts) = quantized_constants(model, node) else { return Ok(None) };
+    let [kernel, bias, x0, x_scale, k0, k_scale, y0, y_scale] = &consts[..] else { return Ok(None) };
+    let input = model.outlet_fact(node.inputs[0])?;
+    let Some(shape) = input.shape.as_concrete() else { return Ok(None) };
+    let batch_axis = spec.data_format == DataFormat::NCHW;
+    let [c, h, w] = match (batch_axis, shape) {
+        (true, &[1, c, h, w]) | (false, &[c, h, w]) => [c, h, w],
+        _ => return Ok(None),
+    };
+    if c != input_channels {
+        return Ok(None);
+    }
+    let strides = spec.strides.clone().unwrap_or_else(|| tvec!(1, 1));
+    let padded = spec.padding.compute(&[h, w], &[kh, kw], &[1, 1], &strides);
+    let weights = raw_i32(kernel)?;
+    let (k_zero, bias) = (per_channel(raw_i32(k0)?, output_channels), per_channel(raw_i32(bias)?, output_channels));
+    let (xs, ks, ys) =
+        (per_channel_f32(x_scale, 1)?[0], per_channel_f32(k_scale, output_channels)?, per_channel_f32(y_scale, 1)?[0]);
+    if weights.len() != output_channels * reduction
+        || k_zero.len() != output_channels
+        || bias.len() != output_channels
+        || ks.len() != output_channels
+    {
+        return Ok(None);
+    }
+    let op = QConv {
+        input_channels,
+        output_channels,
+        group,
+        input_hw: (h, w),
+        output_hw: (padded[0].convoluted, padded[1].convoluted),
+        kernel: (kh, kw),
+        stride: (strides[0], strides[1]),
+        pad_before: (padded[0].pad_before, padded[1].pad_before),
+        x_zero: raw_i32(x0)?[0],
+        taps: weights.iter().enumerate().map(|(i, &k)| k - k_zero[i / reduction]).collect(),
+        bias,
+        multiplier: ks.iter().map(|k| xs * k / ys).collect(),
+        y_zero: raw_i32(y0)?[0],
+        output,
+        batch_axis,
+    };
+    Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?))
+}
