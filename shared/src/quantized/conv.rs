@@ -58,77 +58,85 @@ impl QConv {
     /// int8 when `signed`, else uint8; `out` receives the `[output_channels, oh, ow]` output's
     /// (int8 or uint8, per `output`).
     ///
-    /// Vectorised by the compiler, without intrinsics: each output row is accumulated whole, one
-    /// input channel and kernel tap at a time, as `row += tap * (a contiguous slice of an input
-    /// row)`. With stride `s`, each input row is first split into its `s` phases (columns
-    /// `p, p + s, p + 2s, ...`) so that the slice a tap reads stays contiguous.
+    /// Vectorised by the compiler, without intrinsics: [`BLOCK`] output columns at a time are
+    /// accumulated in registers over every tap, each tap adding `tap * (a contiguous slice of
+    /// an input row)`. For that slice to be contiguous and in bounds, each input row is first
+    /// copied (less the zero point, as i32) into its stride's phases (columns `p, p + s, p + 2s,
+    /// ...`), each with zero margins where the padding is.
     pub fn run(&self, input: &[u8], signed: bool, out: &mut [u8]) {
         assert_eq!(input.len(), self.input_channels * self.input_hw.0 * self.input_hw.1, "QConv: input size");
         assert_eq!(out.len(), self.output_channels * self.output_hw.0 * self.output_hw.1, "QConv: output size");
-        convolve(self, &self.columns(), input, signed, out)
+        convolve(self, &Rows::new(self), input, signed, out)
     }
 
     /// Whether each output channel reads one input channel of its own.
     pub fn is_depthwise(&self) -> bool {
         self.group == self.input_channels && self.group == self.output_channels
     }
-
-    /// For each kernel column: output column ox reads input column sw * ox + kx - pw, which is
-    /// index ox + q of phase p; (p, first index read, first and end output column) where valid.
-    fn columns(&self) -> Vec<Column> {
-        let (w, sw, pw, ow) = (self.input_hw.1, self.stride.1, self.pad_before.1, self.output_hw.1);
-        (0..self.kernel.1)
-            .map(|kx| {
-                let d = kx as isize - pw as isize;
-                let (phase, q) = (d.rem_euclid(sw as isize) as usize, d.div_euclid(sw as isize));
-                let valid = w.saturating_sub(phase).div_ceil(sw) as isize;
-                let start = (-q).max(0) as usize;
-                let end = ((valid - q).clamp(0, ow as isize) as usize).max(start);
-                // An empty range reads nothing: index 0, always in bounds.
-                let first = if end > start { (start as isize + q) as usize } else { 0 };
-                Column { phase, first, start, end }
-            })
-            .collect()
-    }
 }
 
-/// Where one kernel column reads in a phase-split input row, and which output columns it feeds.
-#[derive(Debug, Clone, Copy)]
-struct Column {
-    phase: usize,
-    first: usize,
-    start: usize,
-    end: usize,
+/// Output columns accumulated together: 16 i32 (two AVX2 registers, four NEON ones).
+const BLOCK: usize = 16;
+
+/// How the phase-split input rows are laid out, and where each kernel column reads in them.
+#[derive(Debug)]
+struct Rows {
+    /// Length of one phase of one row: the zero margin, then the input values, then zeros up to
+    /// what the last block of output columns reads.
+    len: usize,
+    /// Input values start at this index of a phase (a left padding of `pw` columns is
+    /// `ceil(pw / s)` zeros in every phase).
+    margin: usize,
+    /// For each kernel column, its phase and the index output column 0 reads in it.
+    taps: Vec<(usize, usize)>,
+}
+
+impl Rows {
+    fn new(op: &QConv) -> Rows {
+        let (w, sw, pw) = (op.input_hw.1, op.stride.1, op.pad_before.1);
+        let margin = pw.div_ceil(sw);
+        // Output column ox, kernel column kx reads input column sw * ox + kx - pw: index ox + q
+        // of phase p, with kx - pw = q * sw + p.
+        let taps: Vec<(usize, usize)> = (0..op.kernel.1)
+            .map(|kx| {
+                let d = kx as isize - pw as isize;
+                let (p, q) = (d.rem_euclid(sw as isize) as usize, d.div_euclid(sw as isize));
+                (p, (margin as isize + q) as usize)
+            })
+            .collect();
+        let reads = taps.iter().map(|&(_, first)| first).max().unwrap_or(0) + op.output_hw.1.next_multiple_of(BLOCK);
+        Rows { len: reads.max(margin + w.div_ceil(sw)), margin, taps }
+    }
 }
 
 /// [`QConv::run`]'s loop, compiled for each listed instruction set and picked at run time (a
 /// free function: `multiversion` does not take methods).
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn convolve(op: &QConv, columns: &[Column], input: &[u8], signed: bool, out: &mut [u8]) {
+fn convolve(op: &QConv, rows: &Rows, input: &[u8], signed: bool, out: &mut [u8]) {
     let (h, w) = op.input_hw;
     let (oh, ow) = op.output_hw;
     let (kh, kw) = op.kernel;
     let (sh, sw) = op.stride;
     let ph = op.pad_before.0;
     let (inputs, outputs) = (op.input_channels / op.group, op.output_channels / op.group);
-    let phase_len = w.div_ceil(sw);
-    let plane_len = h * sw * phase_len;
-    // Input channel i of the group, row y, phase p starts at i * plane_len + (y * sw + p) *
-    // phase_len; unused tails stay 0 and are never read.
-    let mut phases = vec![0i32; inputs * plane_len];
-    let mut acc = vec![0i32; ow];
+    let row_len = sw * rows.len;
+    // Input channel i of the group, row y, phase p starts at (i * h + y) * row_len + p *
+    // rows.len; margins and tails stay 0 (the zero point, subtracted).
+    let mut phases = vec![0i32; inputs * h * row_len];
+    let mut reads: Vec<(usize, i32)> = Vec::with_capacity(inputs * kh * kw);
     let range = output_range(op.output);
     let value = |x: u8| if signed { x as i8 as i32 } else { x as i32 } - op.x_zero;
     for g in 0..op.group {
-        for (i, planes) in phases.chunks_exact_mut(plane_len).enumerate() {
-            let plane = &input[(g * inputs + i) * h * w..][..h * w];
-            if sw == 1 {
-                // One phase: the plane itself (a plain loop the compiler vectorises).
-                planes.iter_mut().zip(plane).for_each(|(d, &x)| *d = value(x));
-            } else {
-                for (y, row) in plane.chunks_exact(w).enumerate() {
+        for (i, plane) in input[g * inputs * h * w..][..inputs * h * w].chunks_exact(h * w).enumerate() {
+            for (y, row) in plane.chunks_exact(w).enumerate() {
+                let split = &mut phases[(i * h + y) * row_len..][..row_len];
+                if sw == 1 {
+                    // Contiguous: a plain loop the compiler vectorises (step_by(1) is not one).
+                    let dst = &mut split[rows.margin..][..w];
+                    dst.iter_mut().zip(row).for_each(|(d, &x)| *d = value(x));
+                } else {
                     for p in 0..sw {
-                        let dst = &mut planes[(y * sw + p) * phase_len..][..phase_len];
+                        let dst = &mut split[p * rows.len + rows.margin..];
                         dst.iter_mut().zip(row.iter().skip(p).step_by(sw)).for_each(|(d, &x)| *d = value(x));
                     }
                 }
@@ -138,19 +146,28 @@ fn convolve(op: &QConv, columns: &[Column], input: &[u8], signed: bool, out: &mu
             let taps = &op.taps[o * inputs * kh * kw..][..inputs * kh * kw];
             let (bias, m) = (op.bias[o], op.multiplier[o]);
             for oy in 0..oh {
-                acc.fill(bias);
+                // Where each tap of this output row reads (output column 0) and its weight: one
+                // flat list, so that the block's accumulators stay in registers across it.
+                reads.clear();
                 for ky in 0..kh {
                     let Some(iy) = (oy * sh + ky).checked_sub(ph).filter(|&iy| iy < h) else { continue };
                     for i in 0..inputs {
-                        let rows = &phases[i * plane_len + iy * sw * phase_len..];
-                        for (kx, c) in columns.iter().enumerate() {
-                            let row = &rows[c.phase * phase_len + c.first..];
-                            let tap = taps[(i * kh + ky) * kw + kx];
-                            acc[c.start..c.end].iter_mut().zip(row).for_each(|(a, &x)| *a += tap * x);
+                        for (kx, &(p, first)) in rows.taps.iter().enumerate() {
+                            reads.push(((i * h + iy) * row_len + p * rows.len + first, taps[(i * kh + ky) * kw + kx]));
                         }
                     }
                 }
-                requantize(&acc, m, op.y_zero, range, &mut out[(o * oh + oy) * ow..][..ow]);
+                for column in (0..ow).step_by(BLOCK) {
+                    let mut acc = [bias; BLOCK];
+                    for &(at, tap) in &reads {
+                        let x: &[i32; BLOCK] = phases[at + column..][..BLOCK].try_into().unwrap();
+                        for j in 0..BLOCK {
+                            acc[j] += tap * x[j];
+                        }
+                    }
+                    let n = BLOCK.min(ow - column);
+                    requantize(&acc[..n], m, op.y_zero, range, &mut out[(o * oh + oy) * ow + column..][..n]);
+                }
             }
         }
     }
