@@ -5,7 +5,7 @@
 //! EfficientNet-Lite0, kernels 3 and 5, strides 1 and 2, and every 1x1 layer).
 
 use proptest::prelude::*;
-use sporeprint_shared::quantized::{self, QConv, QPointwise};
+use sporeprint_shared::quantized::{self, QConv, QPointwise, pointwise::Taps};
 use std::path::Path;
 use tract_onnx::prelude::*;
 
@@ -111,7 +111,7 @@ fn pointwise_reference(op: &QPointwise, input: &[i32]) -> Vec<i32> {
         for p in 0..op.pixels {
             let mut acc = op.bias[o];
             for i in 0..op.input_channels {
-                acc += (input[i * op.pixels + p] - op.x_zero) * op.taps[o * op.input_channels + i];
+                acc += (input[i * op.pixels + p] - op.x_zero) * op.taps.get(o, i);
             }
             let y = (acc as f32 * op.multiplier[o]).round_ties_even() as i32 + op.y_zero;
             out.push(y.clamp(lo, hi));
@@ -141,7 +141,7 @@ proptest! {
             pixels,
             x_zero: next(256) - offset(signed_in),
             // Weights less their zero point span -255..=255 (uint8 weights with a zero point).
-            taps: (0..inputs * outputs).map(|_| next(511) - 255).collect(),
+            taps: Taps::new(&(0..inputs * outputs).map(|_| next(511) - 255).collect::<Vec<_>>(), inputs),
             bias: (0..outputs).map(|_| next(200_001) - 100_000).collect(),
             // Scales from 1e-6 to 20 per channel: some channels saturate, some round to a few levels.
             multiplier: (0..outputs).map(|_| 10f32.powi(next(8) - 6) * (1.0 + next(100) as f32 / 100.0)).collect(),

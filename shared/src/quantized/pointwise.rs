@@ -18,8 +18,8 @@ pub struct QPointwise {
     /// Height x width.
     pub pixels: usize,
     pub x_zero: i32,
-    /// `[output_channels, input_channels]`, the weights less their zero point.
-    pub taps: Vec<i32>,
+    /// The weights less their zero point.
+    pub taps: Taps,
     pub bias: Vec<i32>,
     /// `x_scale * k_scale[o] / y_scale`.
     pub multiplier: Vec<f32>,
@@ -39,6 +39,50 @@ impl std::hash::Hash for QPointwise {
     }
 }
 
+/// A 1x1 layer's weights less their zero point (each fits in 16 bits: 8-bit weights less an
+/// 8-bit zero point), stored as AVX2's `vpmaddwd` reads them: input channels 2q and 2q + 1 of
+/// an output channel packed into one i32 (low half, high half), `[output channels][pairs]`,
+/// the output channels padded with zeros to a multiple of 4 (an odd last input channel is
+/// paired with a zero). Packed once, when the op is made, not for every photo.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Taps {
+    inputs: usize,
+    outputs: usize,
+    packed: Vec<i32>,
+}
+
+impl Taps {
+    /// `plain`: `[output_channels, input_channels]`, row-major. Panics unless every value fits
+    /// in 16 bits and the length is `input_channels` times a whole number of output channels.
+    pub fn new(plain: &[i32], input_channels: usize) -> Taps {
+        assert!(input_channels > 0 && plain.len().is_multiple_of(input_channels), "Taps: {} values", plain.len());
+        let (inputs, outputs) = (input_channels, plain.len() / input_channels);
+        let pairs = inputs.div_ceil(2);
+        let mut packed = vec![0i32; outputs.next_multiple_of(AVX2_CHANNELS) * pairs];
+        for (o, row) in plain.chunks_exact(inputs).enumerate() {
+            for (c, &t) in row.iter().enumerate() {
+                let t = i16::try_from(t).expect("Taps: a weight less its zero point beyond 16 bits");
+                packed[o * pairs + c / 2] |= ((t as u16 as u32) << (16 * (c % 2))) as i32;
+            }
+        }
+        Taps { inputs, outputs, packed }
+    }
+
+    /// The weight of input channel `i` in output channel `o`.
+    #[inline(always)]
+    pub fn get(&self, o: usize, i: usize) -> i32 {
+        (self.packed[o * self.pairs() + i / 2] >> (16 * (i % 2))) as i16 as i32
+    }
+
+    /// Input channel pairs per output channel.
+    fn pairs(&self) -> usize {
+        self.inputs.div_ceil(2)
+    }
+}
+
+/// Output channels per tile of the AVX2 kernel, to which [`Taps`] pads.
+const AVX2_CHANNELS: usize = 4;
+
 impl QPointwise {
     /// Multiplies one image. `input` holds the stored bytes of a `[input_channels, pixels]`
     /// tensor, int8 when `signed`, else uint8; `out` receives the output's (int8 or uint8, per
@@ -48,7 +92,7 @@ impl QPointwise {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked on the line above.
-            return unsafe { avx2::multiply(self, &self.values(input, signed), out) };
+            return unsafe { avx2::multiply(self, input, signed, out) };
         }
         self.run_portable(input, signed, out)
     }
@@ -64,16 +108,23 @@ impl QPointwise {
     fn check_sizes(&self, input: &[u8], out: &[u8]) {
         assert_eq!(input.len(), self.input_channels * self.pixels, "QPointwise: input size");
         assert_eq!(out.len(), self.output_channels * self.pixels, "QPointwise: output size");
+        assert_eq!(
+            (self.taps.inputs, self.taps.outputs),
+            (self.input_channels, self.output_channels),
+            "QPointwise: weights"
+        );
     }
 
     /// The input values less their zero point, `[input_channels, pixels]` (they fit in 16 bits).
     fn values(&self, input: &[u8], signed: bool) -> Vec<i16> {
-        let x_zero = self.x_zero as i16;
-        match signed {
-            true => input.iter().map(|&b| b as i8 as i16 - x_zero).collect(),
-            false => input.iter().map(|&b| b as i16 - x_zero).collect(),
-        }
+        input.iter().map(|&b| value(b, signed, self.x_zero)).collect()
     }
+}
+
+/// One stored input byte less the zero point.
+#[inline(always)]
+fn value(b: u8, signed: bool, x_zero: i32) -> i16 {
+    (if signed { b as i8 as i16 } else { b as i16 }) - x_zero as i16
 }
 
 const TILE_CHANNELS: usize = 4;
@@ -97,7 +148,7 @@ fn multiply(op: &QPointwise, x: &[i16], out: &mut [u8]) {
             for i in 0..inputs {
                 let row = &x[i * pixels + p0..][..width];
                 for (j, a) in acc[..rows].iter_mut().enumerate() {
-                    let tap = op.taps[(o0 + j) * inputs + i];
+                    let tap = op.taps.get(o0 + j, i);
                     a[..width].iter_mut().zip(row).for_each(|(a, &x)| *a += tap * x as i32);
                 }
             }
@@ -115,58 +166,67 @@ fn multiply(op: &QPointwise, x: &[i16], out: &mut [u8]) {
 /// 32 bits and multiplies 8 lanes at a time), hence intrinsics here.
 #[cfg(target_arch = "x86_64")]
 pub mod avx2 {
-    use super::{QPointwise, output_range, requantize};
+    use super::{AVX2_CHANNELS as CHANNELS, QPointwise, output_range, requantize, value};
     use core::arch::x86_64::*;
     use std::vec::Vec;
 
     /// Pixels per step: two registers of eight 32-bit accumulators for each of 4 channels.
     const PIXELS: usize = 16;
-    const CHANNELS: usize = 4;
 
-    /// `x`: the input values less their zero point, `[input_channels, pixels]`.
+    /// `input`: the stored bytes of `[input_channels, pixels]`, int8 when `signed`, else uint8.
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn multiply(op: &QPointwise, x: &[i16], out: &mut [u8]) {
-        let (inputs, outputs, pixels) = (op.input_channels, op.output_channels, op.pixels);
+    pub unsafe fn multiply(op: &QPointwise, input: &[u8], signed: bool, out: &mut [u8]) {
+        let (outputs, pixels) = (op.output_channels, op.pixels);
         let range = output_range(op.output);
-        // Channels 2q and 2q + 1 interleaved pixel by pixel, [pairs][padded pixels][2]; an odd
-        // last channel is paired with zeros, the pixels padded with zeros to whole steps.
-        let (pairs, padded) = (inputs.div_ceil(2), pixels.next_multiple_of(PIXELS));
-        let mut interleaved = vec![0i16; pairs * padded * 2];
-        for (c, row) in x.chunks_exact(pixels).enumerate() {
-            let pair = &mut interleaved[(c / 2) * padded * 2..];
-            for (p, &v) in row.iter().enumerate() {
-                pair[2 * p + c % 2] = v;
+        // The input values less their zero point, channels 2q and 2q + 1 interleaved pixel by
+        // pixel, in blocks of 16 pixels: [pixel blocks][pairs][16 pixels][2], so that a block's
+        // products read one contiguous run. An odd last channel is paired with zeros, the last
+        // block padded with zeros.
+        let pairs = op.taps.pairs();
+        let block_len = PIXELS * 2;
+        let mut interleaved = vec![0i16; pixels.div_ceil(PIXELS) * pairs * block_len];
+        let mut rows = input.chunks_exact(pixels);
+        for q in 0..pairs {
+            let (even, odd) = (rows.next().expect("pairs = ceil(input channels / 2)"), rows.next());
+            for (b, even) in even.chunks(PIXELS).enumerate() {
+                let dst = &mut interleaved[(b * pairs + q) * block_len..][..block_len];
+                match odd {
+                    Some(odd) => {
+                        let odd = &odd[b * PIXELS..][..even.len()];
+                        for ((d, &x), &y) in dst.chunks_exact_mut(2).zip(even).zip(odd) {
+                            d[0] = value(x, signed, op.x_zero);
+                            d[1] = value(y, signed, op.x_zero);
+                        }
+                    }
+                    None => {
+                        for (d, &x) in dst.chunks_exact_mut(2).zip(even) {
+                            d[0] = value(x, signed, op.x_zero);
+                        }
+                    }
+                }
             }
         }
-        // Each pair of weights (less their zero point: they fit in 16 bits) packed into one
-        // 32-bit value, [output channels padded to whole steps][pairs].
-        let channels = outputs.next_multiple_of(CHANNELS);
-        let mut taps = vec![0i32; channels * pairs];
-        for (o, row) in op.taps.chunks_exact(inputs).enumerate() {
-            for (c, &t) in row.iter().enumerate() {
-                let shift = 16 * (c % 2);
-                taps[o * pairs + c / 2] |= ((t as i16 as u16 as u32) << shift) as i32;
-            }
-        }
+        let taps = &op.taps.packed;
         let mut bias: Vec<i32> = op.bias.clone();
-        bias.resize(channels, 0);
+        bias.resize(outputs.next_multiple_of(CHANNELS), 0);
 
         let mut block = [0i32; PIXELS];
         for p0 in (0..pixels).step_by(PIXELS) {
             let valid = PIXELS.min(pixels - p0);
             for o0 in (0..outputs).step_by(CHANNELS) {
                 // SAFETY: AVX2 is enabled for this function; every load reads 16 values of
-                // `interleaved` at (q * padded + p0) * 2 with p0 + 16 <= padded, in bounds.
+                // `interleaved` in block p0 / 16's run of pairs * 32 values, in bounds.
                 let acc = unsafe {
                     let mut acc = [[_mm256_setzero_si256(); 2]; CHANNELS];
                     for (j, a) in acc.iter_mut().enumerate() {
                         *a = [_mm256_set1_epi32(bias[o0 + j]); 2];
                     }
+                    let run = interleaved.as_ptr().add(p0 / PIXELS * pairs * block_len);
                     for q in 0..pairs {
-                        let at = interleaved.as_ptr().add((q * padded + p0) * 2);
+                        let at = run.add(q * block_len);
                         let low = _mm256_loadu_si256(at as *const __m256i);
                         let high = _mm256_loadu_si256(at.add(16) as *const __m256i);
                         for (j, a) in acc.iter_mut().enumerate() {
@@ -288,13 +348,16 @@ pub fn rule(
     if k_zero.len() != outputs || bias.len() != outputs || ks.len() != outputs {
         return Ok(None);
     }
-    let raw = raw_i32(weights)?;
+    let plain: Vec<i32> = raw_i32(weights)?.iter().enumerate().map(|(i, &k)| k - k_zero[i / inputs]).collect();
+    if plain.iter().any(|&t| i16::try_from(t).is_err()) {
+        return Ok(None);
+    }
     let op = QPointwise {
         input_channels: inputs,
         output_channels: outputs,
         pixels,
         x_zero: raw_i32(x0)?[0],
-        taps: raw.iter().enumerate().map(|(i, &k)| k - k_zero[i / inputs]).collect(),
+        taps: Taps::new(&plain, inputs),
         bias,
         multiplier: ks.iter().map(|k| xs * k / ys).collect(),
         y_zero: raw_i32(y0)?[0],
