@@ -87,8 +87,11 @@ struct Rows {
     /// Input values start at this index of a phase (a left padding of `pw` columns is
     /// `ceil(pw / s)` zeros in every phase).
     margin: usize,
-    /// For each kernel column, its phase and the index output column 0 reads in it.
-    taps: Vec<(usize, usize)>,
+    /// For each output row, where each of its taps reads for output column 0 (an index into
+    /// the group's phase-split rows) and which tap it is (an index into an output channel's
+    /// taps): the same for every output channel, rows `reads[starts[oy]..starts[oy + 1]]`.
+    reads: Vec<(usize, usize)>,
+    starts: Vec<usize>,
 }
 
 impl Rows {
@@ -104,8 +107,25 @@ impl Rows {
                 (p, (margin as isize + q) as usize)
             })
             .collect();
-        let reads = taps.iter().map(|&(_, first)| first).max().unwrap_or(0) + op.output_hw.1.next_multiple_of(BLOCK);
-        Rows { len: reads.max(margin + w.div_ceil(sw)), margin, taps }
+        let last_read =
+            taps.iter().map(|&(_, first)| first).max().unwrap_or(0) + op.output_hw.1.next_multiple_of(BLOCK);
+        let len = last_read.max(margin + w.div_ceil(sw));
+        let (h, (kh, kw), sh, ph) = (op.input_hw.0, op.kernel, op.stride.0, op.pad_before.0);
+        let row_len = sw * len;
+        let (mut reads, mut starts) = (vec![], vec![0]);
+        for oy in 0..op.output_hw.0 {
+            // Rows above and below the image are padding: zeros, skipped.
+            for ky in (0..kh).filter(|ky| (oy * sh + ky).checked_sub(ph).is_some_and(|iy| iy < h)) {
+                let iy = oy * sh + ky - ph;
+                for i in 0..op.input_channels / op.group {
+                    for (kx, &(p, first)) in taps.iter().enumerate() {
+                        reads.push(((i * h + iy) * row_len + p * len + first, (i * kh + ky) * kw + kx));
+                    }
+                }
+            }
+            starts.push(reads.len());
+        }
+        Rows { len, margin, reads, starts }
     }
 }
 
@@ -116,14 +136,12 @@ fn convolve(op: &QConv, rows: &Rows, input: &[u8], signed: bool, out: &mut [u8])
     let (h, w) = op.input_hw;
     let (oh, ow) = op.output_hw;
     let (kh, kw) = op.kernel;
-    let (sh, sw) = op.stride;
-    let ph = op.pad_before.0;
+    let sw = op.stride.1;
     let (inputs, outputs) = (op.input_channels / op.group, op.output_channels / op.group);
     let row_len = sw * rows.len;
     // Input channel i of the group, row y, phase p starts at (i * h + y) * row_len + p *
     // rows.len; margins and tails stay 0 (the zero point, subtracted).
     let mut phases = vec![0i32; inputs * h * row_len];
-    let mut reads: Vec<(usize, i32)> = Vec::with_capacity(inputs * kh * kw);
     let range = output_range(op.output);
     let value = |x: u8| if signed { x as i8 as i32 } else { x as i32 } - op.x_zero;
     for g in 0..op.group {
@@ -146,20 +164,12 @@ fn convolve(op: &QConv, rows: &Rows, input: &[u8], signed: bool, out: &mut [u8])
             let taps = &op.taps[o * inputs * kh * kw..][..inputs * kh * kw];
             let (bias, m) = (op.bias[o], op.multiplier[o]);
             for oy in 0..oh {
-                // Where each tap of this output row reads (output column 0) and its weight: one
-                // flat list, so that the block's accumulators stay in registers across it.
-                reads.clear();
-                for ky in 0..kh {
-                    let Some(iy) = (oy * sh + ky).checked_sub(ph).filter(|&iy| iy < h) else { continue };
-                    for i in 0..inputs {
-                        for (kx, &(p, first)) in rows.taps.iter().enumerate() {
-                            reads.push(((i * h + iy) * row_len + p * rows.len + first, taps[(i * kh + ky) * kw + kx]));
-                        }
-                    }
-                }
+                // One flat list of reads, so that the block's accumulators stay in registers.
+                let reads = &rows.reads[rows.starts[oy]..rows.starts[oy + 1]];
                 for column in (0..ow).step_by(BLOCK) {
                     let mut acc = [bias; BLOCK];
-                    for &(at, tap) in &reads {
+                    for &(at, t) in reads {
+                        let tap = taps[t];
                         let x: &[i32; BLOCK] = phases[at + column..][..BLOCK].try_into().unwrap();
                         for j in 0..BLOCK {
                             acc[j] += tap * x[j];
