@@ -202,6 +202,29 @@ fn the_rewritten_model_embeds_as_tracts_own() {
     assert!(cosine > 0.999, "cosine {cosine}");
 }
 
+/// The features the int8 layers hand to the float head for the test input, as a SHA-256.
+const INT8_FEATURES_SHA256: &str = "d1fbe672889aeba74c962b07ecc9d6aac73f0e256373c0db4aad9b0dc095b393";
+
+/// The last int8 layer's output (the 1280-channel 1x1 convolution before pooling) depends only
+/// on integer arithmetic and IEEE f32 multiplications, so it must be the same bytes on every
+/// machine: this pins x86-64 (AVX2 kernels) and aarch64 (the portable ones, NEON; CI runs this
+/// under qemu) to one answer.
+#[test]
+fn the_int8_features_are_the_same_bytes_on_every_machine() {
+    use sha2::{Digest, Sha256};
+    let mut m = model();
+    quantized::rewriter().rewrite(&(), &mut m).unwrap();
+    let last = m.nodes.iter().rev().find(|n| n.op.name() == "QPointwise").unwrap().id;
+    m.select_output_outlets(&[last.into()]).unwrap();
+    let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let input = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap();
+    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
+    let out = plan.run(tvec!(input.into())).unwrap();
+    assert_eq!(out[0].len(), 1280 * 7 * 7, "{:?}", out[0].shape());
+    let hash: String = Sha256::digest(out[0].as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hash, INT8_FEATURES_SHA256, "int8 features differ from the pinned ones");
+}
+
 /// Not a speed check (benchmarks do that): prints the per-photo time of both plans, for a look.
 #[test]
 #[ignore]
