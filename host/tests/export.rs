@@ -337,3 +337,39 @@ fn real_photos_int8_keeps_the_accuracy_of_fp32() {
     assert!(keeps(fp32.validation_prototype_top1, int8.validation_prototype_top1), "top-1");
     assert!(keeps(fp32.validation_knn5, int8.validation_knn5), "5-NN");
 }
+
+/// With SPOREPRINT_DATA (the real photos): the shipped int8 embedder, run by tract with our
+/// quantized ops (`shared::quantized`), embeds real photos as ONNX Runtime does the same file:
+/// the first photo of each of the first 24 species, worst cosine >= 0.999. (Our ops equal
+/// tract's own int8 convolutions, tested in shared/tests/quantized.rs; this holds both against
+/// the independent implementation.)
+#[test]
+fn the_shipped_int8_embedder_embeds_real_photos_as_onnx_runtime_does() {
+    let Some(data) = std::env::var_os("SPOREPRINT_DATA").map(PathBuf::from) else {
+        eprintln!("SPOREPRINT_DATA not set: skipping");
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default");
+    let manifest = sporeprint_shared::manifest::Manifest::read(&dir).unwrap();
+    let spec = manifest.preprocess;
+    let model = dir.join(&manifest.variant(&dir, Some("int8")).unwrap().embedder);
+    let embedder = Embedder::load(&model, spec).unwrap();
+    let mut species: Vec<PathBuf> =
+        std::fs::read_dir(data.join("images")).unwrap().map(|e| e.unwrap().path()).collect();
+    species.sort();
+    let inputs: Vec<Vec<f32>> = species
+        .iter()
+        .take(24)
+        .map(|folder| {
+            let mut photos: Vec<PathBuf> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
+            photos.sort();
+            let photo = sporeprint_shared::image_io::open(&photos[0], &spec).unwrap();
+            sporeprint_shared::image_io::to_tensor(&photo.image, &spec)
+        })
+        .collect();
+    let tract: Vec<Vec<f32>> = inputs.iter().map(|input| embedder.embed_input(input).unwrap()).collect();
+    let runtime = onnx_runtime(&model, &inputs);
+    let cosine = min_cosine(&tract, &runtime);
+    println!("{} photos: worst cosine tract int8 (our ops) vs ONNX Runtime int8 {cosine:.6}", inputs.len());
+    assert!(cosine >= 0.999, "{cosine}");
+}
