@@ -45,8 +45,9 @@ pub struct Cli {
     /// JSON written by the host's train_throughput bench (SPOREPRINT_BENCH_JSON).
     #[arg(long)]
     pub training: Option<PathBuf>,
-    /// Table sizes (species) for the search benchmark.
-    #[arg(long, value_delimiter = ',', default_values_t = [200, 10_000, 100_000])]
+    /// Table sizes (species) for the search benchmark, each at most a table's capacity
+    /// (`shared::table::MAX_SPECIES`, 10 000).
+    #[arg(long, value_delimiter = ',', default_values_t = [200, 1_000, 10_000])]
     pub species: Vec<usize>,
     /// Markdown report.
     #[arg(long, default_value = "BENCHMARKS.md")]
@@ -66,6 +67,7 @@ pub struct Latency {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    search::check_sizes(&cli.species)?;
     let machine = Machine::this();
     let thread_counts: Vec<usize> = if machine.threads > 1 { vec![1, machine.threads] } else { vec![1] };
     let manifest = Manifest::read(&cli.model_dir)?;

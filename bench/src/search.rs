@@ -1,8 +1,9 @@
-//! Nearest-prototype search at table sizes from a club's (200) to a national flora's (100 000).
+//! Nearest-prototype search at table sizes from a club's (200) to the most a table holds
+//! ([`MAX_SPECIES`], 10 000: a national flora's mushrooms).
 
 use crate::timing::{Spread, measure};
 use serde::Serialize;
-use sporeprint_shared::table::NewSpecies;
+use sporeprint_shared::table::{MAX_SPECIES, NewSpecies};
 use sporeprint_shared::{Edibility, Header, ModelFingerprint, Name, Origin, PreprocessSpec, Table, vector};
 
 #[derive(Clone, Debug, Serialize)]
@@ -36,9 +37,37 @@ pub fn table(species: usize, dim: usize) -> Table {
     table
 }
 
+/// Refuses a table size no table can have, before any benchmark runs.
+pub fn check_sizes(sizes: &[usize]) -> anyhow::Result<()> {
+    for &species in sizes {
+        anyhow::ensure!(
+            (1..=MAX_SPECIES).contains(&species),
+            "--species {species}: a table holds 1 to {MAX_SPECIES} species"
+        );
+    }
+    Ok(())
+}
+
 pub fn search_time(species: usize, dim: usize, runs: usize) -> anyhow::Result<SearchTime> {
     let table = table(species, dim);
     let query = unit(species + 1, dim);
     let latency = measure(3, runs, || table.identify(std::hint::black_box(&query), 3).map(drop))?;
     Ok(SearchTime { species, dim, latency })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_default_sizes_are_tables_that_can_exist_and_bigger_ones_are_refused() {
+        let defaults = crate::cli::Cli::parse_from(["sporeprint-bench"]).species;
+        check_sizes(&defaults).unwrap();
+        let largest = *defaults.iter().max().unwrap();
+        assert_eq!((largest, table(largest, 4).len()), (MAX_SPECIES, MAX_SPECIES));
+        let refused = check_sizes(&[200, MAX_SPECIES + 1]).unwrap_err().to_string();
+        assert!(refused.contains("--species 10001"), "{refused}");
+        assert!(check_sizes(&[0]).is_err());
+    }
 }
