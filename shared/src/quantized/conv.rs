@@ -1,6 +1,7 @@
-//! [`QConv`]: a quantized direct convolution, each output channel accumulated one input row
-//! at a time with the requantization fused; the rule that swaps tract's quantized `Conv` for it
-//! where that wins: depthwise layers and the stem (few input values per output value).
+//! [`QConv`]: a quantized direct convolution, each output row accumulated in blocks of 16
+//! columns held in registers, with the requantization fused; the rule that swaps tract's
+//! quantized `Conv` for it where that wins: depthwise layers and the stem (few input values per
+//! output value).
 
 use super::{
     input_bytes, output_range, output_tensor, per_channel, per_channel_f32, quantized_constants, raw_i32, requantize,
