@@ -3,9 +3,7 @@
 //! quantized `Conv` for it where that wins: depthwise layers and the stem (few input values per
 //! output value).
 
-use super::{
-    input_bytes, output_range, output_tensor, per_channel, per_channel_f32, quantized_constants, raw_i32, requantize,
-};
+use super::{Requantization, input_bytes, output_range, output_tensor, quantized_constants, raw_i32, requantize};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -266,7 +264,7 @@ pub fn rule(
         return Ok(None);
     }
     let Some(consts) = quantized_constants(model, node) else { return Ok(None) };
-    let [kernel, bias, x0, x_scale, k0, k_scale, y0, y_scale] = &consts[..] else { return Ok(None) };
+    let Some(q) = Requantization::read(&consts[1..], output_channels)? else { return Ok(None) };
     let input = model.outlet_fact(node.inputs[0])?;
     let Some(shape) = input.shape.as_concrete() else { return Ok(None) };
     let batch_axis = spec.data_format == DataFormat::NCHW;
@@ -279,15 +277,8 @@ pub fn rule(
     }
     let strides = spec.strides.clone().unwrap_or_else(|| tvec!(1, 1));
     let padded = spec.padding.compute(&[h, w], &[kh, kw], &[1, 1], &strides);
-    let weights = raw_i32(kernel)?;
-    let (k_zero, bias) = (per_channel(raw_i32(k0)?, output_channels), per_channel(raw_i32(bias)?, output_channels));
-    let (xs, ks, ys) =
-        (per_channel_f32(x_scale, 1)?[0], per_channel_f32(k_scale, output_channels)?, per_channel_f32(y_scale, 1)?[0]);
-    if weights.len() != output_channels * reduction
-        || k_zero.len() != output_channels
-        || bias.len() != output_channels
-        || ks.len() != output_channels
-    {
+    let weights = raw_i32(&consts[0])?;
+    if weights.len() != output_channels * reduction {
         return Ok(None);
     }
     let op = QConv {
@@ -299,11 +290,11 @@ pub fn rule(
         kernel: (kh, kw),
         stride: (strides[0], strides[1]),
         pad_before: (padded[0].pad_before, padded[1].pad_before),
-        x_zero: raw_i32(x0)?[0],
-        taps: weights.iter().enumerate().map(|(i, &k)| k - k_zero[i / reduction]).collect(),
-        bias,
-        multiplier: ks.iter().map(|k| xs * k / ys).collect(),
-        y_zero: raw_i32(y0)?[0],
+        x_zero: q.x_zero,
+        taps: q.taps(&weights),
+        bias: q.bias,
+        multiplier: q.multiplier,
+        y_zero: q.y_zero,
         output,
         batch_axis,
     };

@@ -99,6 +99,48 @@ pub(crate) fn quantized_constants(model: &TypedModel, node: &TypedNode) -> Optio
     node.inputs[1..].iter().map(|&outlet| model.outlet_fact(outlet).ok()?.konst.clone()).collect()
 }
 
+/// What requantizes a quantized layer's i32 sums, read from its constants: the same for the
+/// direct convolutions and the 1x1 layers.
+pub(crate) struct Requantization {
+    pub x_zero: i32,
+    /// Per output channel.
+    pub k_zero: Vec<i32>,
+    pub bias: Vec<i32>,
+    /// `x_scale * k_scale[o] / y_scale`.
+    pub multiplier: Vec<f32>,
+    pub y_zero: i32,
+}
+
+impl Requantization {
+    /// From the constants after the kernel (bias, x0, x_scale, k0, k_scale, y0, y_scale), each
+    /// a scalar or one value per output channel; `None` (left to tract) when a vector has
+    /// another length.
+    pub fn read(consts: &[Arc<Tensor>], outputs: usize) -> TractResult<Option<Requantization>> {
+        let [bias, x0, x_scale, k0, k_scale, y0, y_scale] = consts else { return Ok(None) };
+        let (k_zero, bias) = (per_channel(raw_i32(k0)?, outputs), per_channel(raw_i32(bias)?, outputs));
+        let (xs, ks, ys) =
+            (per_channel_f32(x_scale, 1)?[0], per_channel_f32(k_scale, outputs)?, per_channel_f32(y_scale, 1)?[0]);
+        if k_zero.len() != outputs || bias.len() != outputs || ks.len() != outputs {
+            return Ok(None);
+        }
+        Ok(Some(Requantization {
+            x_zero: raw_i32(x0)?[0],
+            k_zero,
+            bias,
+            multiplier: ks.iter().map(|k| xs * k / ys).collect(),
+            y_zero: raw_i32(y0)?[0],
+        }))
+    }
+
+    /// `weights` (`[output channels, per output channel]`, row-major) less their output
+    /// channel's zero point.
+    pub fn taps(&self, weights: &[i32]) -> Vec<i32> {
+        // No output channels: no weights either (the rules check the lengths), nothing to divide.
+        let per_output = weights.len().checked_div(self.k_zero.len()).unwrap_or(0);
+        weights.iter().enumerate().map(|(i, &k)| k - self.k_zero[i / per_output]).collect()
+    }
+}
+
 /// Per-channel values of a scalar-or-vector constant, as f32.
 pub(crate) fn per_channel_f32(t: &Tensor, channels: usize) -> TractResult<Vec<f32>> {
     let t = t.cast_to::<f32>()?;

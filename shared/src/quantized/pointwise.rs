@@ -1,9 +1,7 @@
 //! [`QPointwise`]: a quantized 1x1 convolution (a matrix product over the channels) with the
 //! requantization fused; the rule that swaps tract's quantized `EinSum` for it.
 
-use super::{
-    input_bytes, output_range, output_tensor, per_channel, per_channel_f32, quantized_constants, raw_i32, requantize,
-};
+use super::{Requantization, input_bytes, output_range, output_tensor, quantized_constants, raw_i32, requantize};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -322,7 +320,7 @@ pub fn rule(
         return Ok(None);
     }
     let Some(consts) = quantized_constants(model, node) else { return Ok(None) };
-    let [weights, bias, x0, x_scale, k0, k_scale, y0, y_scale] = &consts[..] else { return Ok(None) };
+    let weights = &consts[0];
     let input = model.outlet_fact(node.inputs[0])?;
     let result_fact = model.outlet_fact(node.id.into())?;
     let (Some(in_shape), Some(out_shape)) = (input.shape.as_concrete(), result_fact.shape.as_concrete()) else {
@@ -342,13 +340,8 @@ pub fn rule(
     {
         return Ok(None);
     }
-    let (k_zero, bias) = (per_channel(raw_i32(k0)?, outputs), per_channel(raw_i32(bias)?, outputs));
-    let (xs, ks, ys) =
-        (per_channel_f32(x_scale, 1)?[0], per_channel_f32(k_scale, outputs)?, per_channel_f32(y_scale, 1)?[0]);
-    if k_zero.len() != outputs || bias.len() != outputs || ks.len() != outputs {
-        return Ok(None);
-    }
-    let plain: Vec<i32> = raw_i32(weights)?.iter().enumerate().map(|(i, &k)| k - k_zero[i / inputs]).collect();
+    let Some(q) = Requantization::read(&consts[1..], outputs)? else { return Ok(None) };
+    let plain = q.taps(&raw_i32(weights)?);
     if plain.iter().any(|&t| i16::try_from(t).is_err()) {
         return Ok(None);
     }
@@ -356,11 +349,11 @@ pub fn rule(
         input_channels: inputs,
         output_channels: outputs,
         pixels,
-        x_zero: raw_i32(x0)?[0],
+        x_zero: q.x_zero,
         taps: Taps::new(&plain, inputs),
-        bias,
-        multiplier: ks.iter().map(|k| xs * k / ys).collect(),
-        y_zero: raw_i32(y0)?[0],
+        bias: q.bias,
+        multiplier: q.multiplier,
+        y_zero: q.y_zero,
         output,
         output_shape: out_shape.to_vec(),
     };
