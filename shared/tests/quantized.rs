@@ -174,6 +174,12 @@ fn model() -> TypedModel {
         .unwrap()
 }
 
+/// The model's input for the whole-model tests: a fixed pattern over [-1, 1).
+fn test_input() -> Tensor {
+    let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap()
+}
+
 fn embed(model: TypedModel, input: &Tensor) -> Vec<f32> {
     let plan = model.into_optimized().unwrap().into_runnable().unwrap();
     let out = plan.run(tvec!(input.clone().into())).unwrap();
@@ -192,8 +198,7 @@ fn the_rewritten_model_embeds_as_tracts_own() {
     assert_eq!((stem, depthwise, pointwise), (1, 16, 32), "layers not swapped");
     let left = rewritten.nodes.iter().filter(|n| n.op_as::<tract_onnx::tract_core::ops::cnn::Conv>().is_some()).count();
     assert_eq!(left, 0, "convolutions left to tract");
-    let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-    let input = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap();
+    let input = test_input();
     let (a, b) = (embed(reference, &input), embed(rewritten, &input));
     let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -216,10 +221,8 @@ fn the_int8_features_are_the_same_bytes_on_every_machine() {
     quantized::rewriter().rewrite(&(), &mut m).unwrap();
     let last = m.nodes.iter().rev().find(|n| n.op.name() == "QPointwise").unwrap().id;
     m.select_output_outlets(&[last.into()]).unwrap();
-    let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-    let input = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap();
     let plan = m.into_optimized().unwrap().into_runnable().unwrap();
-    let out = plan.run(tvec!(input.into())).unwrap();
+    let out = plan.run(tvec!(test_input().into())).unwrap();
     assert_eq!(out[0].len(), 1280 * 7 * 7, "{:?}", out[0].shape());
     let hash: String = Sha256::digest(out[0].as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hash, INT8_FEATURES_SHA256, "int8 features differ from the pinned ones");
@@ -229,8 +232,7 @@ fn the_int8_features_are_the_same_bytes_on_every_machine() {
 #[test]
 #[ignore]
 fn print_both_plans_times() {
-    let values: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-    let input: TValue = Tensor::from_shape(&[1, 3, 224, 224], &values).unwrap().into();
+    let input: TValue = test_input().into();
     let mut rewritten = model();
     quantized::rewriter().rewrite(&(), &mut rewritten).unwrap();
     for (name, m) in [("tract's own", model()), ("with our ops", rewritten)] {
