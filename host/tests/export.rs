@@ -354,15 +354,13 @@ fn the_shipped_int8_embedder_embeds_real_photos_as_onnx_runtime_does() {
     let spec = manifest.preprocess;
     let model = dir.join(&manifest.variant(&dir, Some("int8")).unwrap().embedder);
     let embedder = Embedder::load(&model, spec).unwrap();
-    let mut species: Vec<PathBuf> =
-        std::fs::read_dir(data.join("images")).unwrap().map(|e| e.unwrap().path()).collect();
-    species.sort();
-    let inputs: Vec<Vec<f32>> = species
+    // Species and photos sorted by name, photo files only: the trainer's own scan.
+    let collection = sporeprint_host::photos::data::Collection::scan(&data).unwrap();
+    let inputs: Vec<Vec<f32>> = collection
+        .photos
         .iter()
         .take(24)
-        .map(|folder| {
-            let mut photos: Vec<PathBuf> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
-            photos.sort();
+        .map(|photos| {
             let photo = sporeprint_shared::image_io::open(&photos[0], &spec).unwrap();
             sporeprint_shared::image_io::to_tensor(&photo.image, &spec)
         })
