@@ -43,7 +43,7 @@ PI_CRATES=(-p sporeprint-shared -p sporeprint-device --features sporeprint-share
 cargo test "${PI_CRATES[@]}" --no-run --lib --tests 2> >(grep -v "^ *Executable" >&2)
 cargo test "${PI_CRATES[@]}" \
   --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity \
-  --test merge --test frames --test sync_pty --test fuzz_regressions --test hostile_corpus --test verdict --test find --test quantized
+  --test merge --test frames --test sync_pty --test fuzz_regressions --test hostile_corpus --test verdict --test find --test ops
 
 echo "== Debian package for the Pi (dpkg -x layout check)"
 ./scripts/check-deb.sh dev

@@ -339,9 +339,9 @@ fn real_photos_int8_keeps_the_accuracy_of_fp32() {
 }
 
 /// With SPOREPRINT_DATA (the real photos): the shipped int8 embedder, run by tract with our
-/// quantized ops (`shared::quantized`), embeds real photos as ONNX Runtime does the same file:
+/// quantized ops (`shared::ops`), embeds real photos as ONNX Runtime does the same file:
 /// the first photo of each of the first 24 species, worst cosine >= 0.999. (Our ops equal
-/// tract's own int8 convolutions, tested in shared/tests/quantized.rs; this holds both against
+/// tract's own int8 convolutions, tested in shared/tests/ops.rs; this holds both against
 /// the independent implementation.)
 #[test]
 fn the_shipped_int8_embedder_embeds_real_photos_as_onnx_runtime_does() {

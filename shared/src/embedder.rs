@@ -205,12 +205,12 @@ impl Embedder {
     }
 }
 
-/// A typed model as the embedder runs it: decluttered, our ops swapped in (quantized depthwise,
-/// stem and 1x1 convolutions as one fused pass each, [`crate::quantized`]), then optimised by
+/// A typed model as the embedder runs it: decluttered, our ops swapped in (depthwise layers, the
+/// quantized stem and 1x1 convolutions as one fused pass each, [`crate::ops`]), then optimised by
 /// tract. The bench's per-operator profile goes through this too, so it profiles what the device
 /// runs.
 pub fn optimise(model: TypedModel) -> TractResult<TypedModel> {
     let mut model = model.into_decluttered()?;
-    crate::quantized::rewriter().rewrite(&(), &mut model)?;
+    crate::ops::rewriter().rewrite(&(), &mut model)?;
     model.into_optimized()
 }

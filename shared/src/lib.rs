@@ -39,7 +39,7 @@ pub mod image_io;
 #[cfg(feature = "std")]
 pub mod manifest;
 #[cfg(feature = "tract")]
-pub mod quantized;
+pub mod ops;
 #[cfg(feature = "std")]
 pub mod store;
 

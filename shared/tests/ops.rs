@@ -1,21 +1,24 @@
-//! Our quantized ops: each against a plain reference loop (the direct convolution on every
-//! stride, kernel, padding, grouping, zero point and signedness; both with per-channel scales of
-//! very different magnitudes), and the rewritten model against tract's own quantized
-//! convolutions on the shipped int8 embedder (the stem, every depthwise layer of
-//! EfficientNet-Lite0, kernels 3 and 5, strides 1 and 2, and every 1x1 layer).
+//! Our ops: each against a plain reference loop (the quantized direct convolution on every
+//! stride, kernel, padding, grouping, zero point and signedness, the quantized 1x1 one, both with
+//! per-channel scales of very different magnitudes; the float depthwise one on every stride,
+//! kernel and padding), and the rewritten models against tract's own convolutions on the shipped
+//! embedders (int8: the stem, every depthwise layer of EfficientNet-Lite0, kernels 3 and 5,
+//! strides 1 and 2, and every 1x1 layer; fp32: every depthwise layer).
 
 use proptest::prelude::*;
-use sporeprint_shared::quantized::{self, QConv, QPointwise, pointwise::Taps};
+use sporeprint_shared::ops::{self, DirectConv, QConv, QPointwise, direct::Geometry, pointwise::Taps};
 use std::path::Path;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// The convolution as its definition says, one output value at a time (what the op must equal).
 fn reference(op: &QConv, input: &[i32]) -> Vec<i32> {
-    let ((h, w), (oh, ow), (kh, kw)) = (op.input_hw, op.output_hw, op.kernel);
-    let (inputs, outputs) = (op.input_channels / op.group, op.output_channels / op.group);
+    let ((h, w), (oh, ow), (kh, kw)) = (op.geometry.input_hw, op.geometry.output_hw, op.geometry.kernel);
+    let (inputs, outputs) =
+        (op.geometry.input_channels / op.geometry.group, op.geometry.output_channels / op.geometry.group);
     let (lo, hi) = if op.output.unquantized() == u8::datum_type() { (0, 255) } else { (-128, 127) };
     let mut out = vec![];
-    for o in 0..op.output_channels {
+    for o in 0..op.geometry.output_channels {
         let g = o / outputs;
         for oy in 0..oh {
             for ox in 0..ow {
@@ -24,8 +27,8 @@ fn reference(op: &QConv, input: &[i32]) -> Vec<i32> {
                     let c = g * inputs + i;
                     for ky in 0..kh {
                         for kx in 0..kw {
-                            let iy = (oy * op.stride.0 + ky) as isize - op.pad_before.0 as isize;
-                            let ix = (ox * op.stride.1 + kx) as isize - op.pad_before.1 as isize;
+                            let iy = (oy * op.geometry.stride.0 + ky) as isize - op.geometry.pad_before.0 as isize;
+                            let ix = (ox * op.geometry.stride.1 + kx) as isize - op.geometry.pad_before.1 as isize;
                             if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
                                 let x = input[c * h * w + iy as usize * w + ix as usize] - op.x_zero;
                                 acc += x * op.taps[((o * inputs + i) * kh + ky) * kw + kx];
@@ -68,22 +71,16 @@ fn layer(seed: u64) -> (QConv, Vec<i32>, bool) {
     let taps = (0..output_channels * inputs * kernel.0 * kernel.1).map(|_| next(511) - 255).collect();
     // Scales from 1e-6 to 10 per channel: some channels saturate, some round to a few levels.
     let multiplier = (0..output_channels).map(|_| 10f32.powi(next(8) - 6) * (1.0 + next(100) as f32 / 100.0)).collect();
+    let geometry = Geometry { input_channels, output_channels, group, input_hw, output_hw, kernel, stride, pad_before };
     let op = QConv {
-        input_channels,
-        output_channels,
-        group,
-        input_hw,
-        output_hw,
-        kernel,
-        stride,
-        pad_before,
+        geometry,
         x_zero: value(&mut next, signed_in),
         taps,
         bias: (0..output_channels).map(|_| next(20001) - 10000).collect(),
         multiplier,
         y_zero: value(&mut next, signed_out),
         output: if signed_out { i8::datum_type() } else { u8::datum_type() },
-        batch_axis: false,
+        format: DataFormat::CHW,
     };
     let input = (0..input_channels * input_hw.0 * input_hw.1).map(|_| value(&mut next, signed_in)).collect();
     (op, input, signed_in)
@@ -95,11 +92,83 @@ proptest! {
     fn the_conv_op_equals_the_reference_loop(seed in any::<u64>()) {
         let (op, input, signed) = layer(seed);
         let bytes: Vec<u8> = input.iter().map(|&x| x as u8).collect();
-        let mut out = vec![0u8; op.output_channels * op.output_hw.0 * op.output_hw.1];
+        let mut out = vec![0u8; op.geometry.output_channels * op.geometry.output_hw.0 * op.geometry.output_hw.1];
         op.run(&bytes, signed, &mut out);
         let signed_out = op.output.unquantized() == i8::datum_type();
         let ours: Vec<i32> = out.iter().map(|&b| if signed_out { b as i8 as i32 } else { b as i32 }).collect();
         prop_assert_eq!(ours, reference(&op, &input), "{:?}", op);
+    }
+}
+
+/// The float convolution as its definition says (CHW, OIHW taps), in f64, with each output's
+/// sum of absolute terms (what bounds the op's f32 rounding).
+fn float_reference(g: &Geometry, taps: &[f32], bias: &[f32], input: &[f32]) -> Vec<(f64, f64)> {
+    let ((h, w), (oh, ow), (kh, kw)) = (g.input_hw, g.output_hw, g.kernel);
+    let (inputs, outputs) = (g.input_channels / g.group, g.output_channels / g.group);
+    let mut out = vec![];
+    for o in 0..g.output_channels {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut sum, mut magnitude) = (bias[o] as f64, (bias[o] as f64).abs());
+                for i in 0..inputs {
+                    let c = o / outputs * inputs + i;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * g.stride.0 + ky) as isize - g.pad_before.0 as isize;
+                            let ix = (ox * g.stride.1 + kx) as isize - g.pad_before.1 as isize;
+                            if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                                let x = input[c * h * w + iy as usize * w + ix as usize] as f64;
+                                let term = x * taps[((o * inputs + i) * kh + ky) * kw + kx] as f64;
+                                (sum, magnitude) = (sum + term, magnitude + term.abs());
+                            }
+                        }
+                    }
+                }
+                out.push((sum, magnitude));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #[test]
+    fn the_float_depthwise_op_equals_the_reference_loop(
+        channels in 1usize..6,
+        kernel in (prop::sample::select(vec![1usize, 3, 5]), prop::sample::select(vec![1usize, 3, 5])),
+        stride in (1usize..3, 1usize..4),
+        extra in (0usize..9, 0usize..40),
+        pads in (0usize..5, 0usize..5, 0usize..5, 0usize..5),
+        seed: u64,
+    ) {
+        let (pad_before, pad_after) = ((pads.0 % kernel.0, pads.1 % kernel.1), (pads.2 % kernel.0, pads.3 % kernel.1));
+        let input_hw = (kernel.0 + extra.0, kernel.1 + extra.1);
+        let size = |i: usize, k: usize, before: usize, after: usize, s: usize| (i + before + after - k) / s + 1;
+        let output_hw = (
+            size(input_hw.0, kernel.0, pad_before.0, pad_after.0, stride.0),
+            size(input_hw.1, kernel.1, pad_before.1, pad_after.1, stride.1),
+        );
+        let geometry = Geometry {
+            input_channels: channels, output_channels: channels, group: channels,
+            input_hw, output_hw, kernel, stride, pad_before,
+        };
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        // Weights of very different magnitudes per channel, as batch-norm folding makes them.
+        let taps: Vec<f32> = (0..channels * kernel.0 * kernel.1).map(|i| next() * 10f32.powi((i / (kernel.0 * kernel.1)) as i32 - 2)).collect();
+        let bias: Vec<f32> = (0..channels).map(|_| next()).collect();
+        let input: Vec<f32> = (0..geometry.input_len()).map(|_| 4.0 * next()).collect();
+        let expected = float_reference(&geometry, &taps, &bias, &input);
+        let op = DirectConv { geometry, taps, bias, format: DataFormat::CHW };
+        let mut out = vec![f32::NAN; op.geometry.output_len()];
+        op.run(&input, &mut out);
+        for (i, (&ours, &(exact, magnitude))) in out.iter().zip(&expected).enumerate() {
+            prop_assert!((ours as f64 - exact).abs() <= 1e-6 * magnitude + 1e-30, "output {}: {} vs {} ({:?})", i, ours, exact, op.geometry);
+        }
     }
 }
 
@@ -161,8 +230,13 @@ proptest! {
     }
 }
 
+/// The shipped int8 embedder, decluttered.
 fn model() -> TypedModel {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default/embedder.int8.onnx");
+    shipped("embedder.int8.onnx")
+}
+
+fn shipped(file: &str) -> TypedModel {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default").join(file);
     tract_onnx::onnx()
         .model_for_path(&path)
         .unwrap()
@@ -190,7 +264,7 @@ fn embed(model: TypedModel, input: &Tensor) -> Vec<f32> {
 fn the_rewritten_model_embeds_as_tracts_own() {
     let reference = model();
     let mut rewritten = model();
-    quantized::rewriter().rewrite(&(), &mut rewritten).unwrap();
+    ops::rewriter().rewrite(&(), &mut rewritten).unwrap();
     let count = |name: &str| rewritten.nodes.iter().filter(|n| n.op.name() == name).count();
     let (stem, depthwise, pointwise) = (count("QConv"), count("QDepthwise"), count("QPointwise"));
     // EfficientNet-Lite0: the 3x3 stem, 16 depthwise layers; 1x1 layers: 15 expansions, 16
@@ -207,6 +281,34 @@ fn the_rewritten_model_embeds_as_tracts_own() {
     assert!(cosine > 0.999, "cosine {cosine}");
 }
 
+#[test]
+fn the_rewritten_fp32_model_embeds_as_tracts_own() {
+    let reference = shipped("embedder.onnx");
+    let mut rewritten = shipped("embedder.onnx");
+    ops::rewriter().rewrite(&(), &mut rewritten).unwrap();
+    let swapped = rewritten.nodes.iter().filter(|n| n.op.name() == "DirectDepthwise").count();
+    let depthwise = |model: &TypedModel, channels_last: bool| {
+        let conv = |n: &TypedNode| n.op_as::<tract_onnx::tract_core::ops::cnn::Conv>().cloned();
+        let is = |c: &tract_onnx::tract_core::ops::cnn::Conv| {
+            c.group > 1 && c.pool_spec.data_format.c_is_last() == channels_last
+        };
+        model.nodes.iter().filter(|&n| conv(n).is_some_and(|c| is(&c))).count()
+    };
+    // tract lays float graphs out channels first on x86-64, where the rule takes all 16
+    // depthwise layers of EfficientNet-Lite0; on aarch64 it moves all but the first (next to
+    // the stem) to channels last, which the rule leaves to tract's NEON kernel.
+    let expected = if cfg!(target_arch = "aarch64") { (1, 15) } else { (16, 0) };
+    assert_eq!((depthwise(&reference, false), depthwise(&reference, true)), expected, "layouts");
+    assert_eq!(swapped, expected.0, "depthwise layers swapped");
+    assert_eq!(depthwise(&rewritten, false), 0, "channels-first depthwise layers left to tract");
+    let input = test_input();
+    let (a, b) = (embed(reference, &input), embed(rewritten, &input));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    println!("{swapped} depthwise layers swapped; largest difference to tract's own embedding {worst:e}");
+    // Both are f32 sums of the same terms in other orders: a few units of the last place.
+    assert!(worst < 1e-5, "largest difference {worst}");
+}
+
 /// The features the int8 layers hand to the float head for the test input, as a SHA-256.
 const INT8_FEATURES_SHA256: &str = "d1fbe672889aeba74c962b07ecc9d6aac73f0e256373c0db4aad9b0dc095b393";
 
@@ -218,7 +320,7 @@ const INT8_FEATURES_SHA256: &str = "d1fbe672889aeba74c962b07ecc9d6aac73f0e256373
 fn the_int8_features_are_the_same_bytes_on_every_machine() {
     use sha2::{Digest, Sha256};
     let mut m = model();
-    quantized::rewriter().rewrite(&(), &mut m).unwrap();
+    ops::rewriter().rewrite(&(), &mut m).unwrap();
     let last = m.nodes.iter().rev().find(|n| n.op.name() == "QPointwise").unwrap().id;
     m.select_output_outlets(&[last.into()]).unwrap();
     let plan = m.into_optimized().unwrap().into_runnable().unwrap();
@@ -234,7 +336,7 @@ fn the_int8_features_are_the_same_bytes_on_every_machine() {
 fn print_both_plans_times() {
     let input: TValue = test_input().into();
     let mut rewritten = model();
-    quantized::rewriter().rewrite(&(), &mut rewritten).unwrap();
+    ops::rewriter().rewrite(&(), &mut rewritten).unwrap();
     for (name, m) in [("tract's own", model()), ("with our ops", rewritten)] {
         let plan = m.into_optimized().unwrap().into_runnable().unwrap();
         plan.run(tvec!(input.clone())).unwrap();

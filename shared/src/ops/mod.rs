@@ -1,45 +1,56 @@
-//! Quantized convolutions for tract, each one fused pass.
+//! Convolutions of our own for tract, each one fused pass, and the rules that swap them in.
 //!
 //! tract 0.23.9 runs every quantized convolution as an (im2col and) int8 matrix product, then
 //! requantizes in separate passes over the int32 result (Scale, add zero point, Min, Max, Cast);
 //! a per-channel scale stays a Scale that nothing fuses. Depthwise convolutions become a grouped
 //! product with one output row per group, which its 8-row kernels waste; and on an AVX2 machine
 //! without VNNI its int8 kernel runs at about 1 GOP/s (BENCHMARKS.md, "The machine's limit").
-//! Our ops do the whole layer in one pass: int8/uint8 in, i32 accumulation with the zero points
-//! folded in, the per-channel requantization fused, int8/uint8 out:
-//! - [`QConv`]: direct convolutions that read few input values per output value (depthwise
-//!   layers and the stem), any kernel, stride and padding;
-//! - [`QPointwise`]: 1x1 convolutions (which tract's declutter has made quantized `EinSum`s).
+//! Its float depthwise convolution vectorises on x86-64 only at stride 1, output channel by
+//! output channel. Our ops:
+//! - [`QConv`]: quantized direct convolutions that read few input values per output value
+//!   (depthwise layers and the stem), any kernel, stride and padding: int8/uint8 in, the zero
+//!   points folded in, the per-channel requantization fused, int8/uint8 out;
+//! - [`DirectConv`]: the same direct convolution in f32, for float depthwise layers laid out
+//!   channels first (x86-64; on aarch64 tract lays float graphs out channels last and has a
+//!   NEON kernel for them);
+//! - [`QPointwise`]: quantized 1x1 convolutions (which tract's declutter has made `EinSum`s).
 //!
-//! Both are plain Rust loops that the compiler vectorises (row-contiguous accumulation),
-//! compiled per instruction set by `multiversion` (AVX2 on x86-64, NEON on aarch64: the x86-64
-//! baseline has no 32-bit vector multiply) and picked at run time; on x86-64 [`QPointwise`] has
-//! an AVX2 intrinsics kernel besides (`pointwise::avx2`). [`rewriter`] swaps tract's nodes for
-//! them on a decluttered model; the ONNX file stays standard (`QLinearConv`), so ONNX Runtime and
-//! Netron keep opening it.
+//! The direct convolutions share one register-blocked loop ([`direct`]). All are plain Rust
+//! loops that the compiler vectorises (row-contiguous accumulation), compiled per instruction set
+//! by `multiversion` (AVX2 on x86-64, NEON on aarch64) and picked at run time; on x86-64
+//! [`QPointwise`] has an AVX2 intrinsics kernel besides (`pointwise::avx2`). [`rewriter`] swaps
+//! tract's nodes for them on a decluttered model; the ONNX file stays standard (`Conv`,
+//! `QLinearConv`), so ONNX Runtime and Netron keep opening it.
 //!
 //! Depends on tract's internal API (`tract_core::internal`, `Conv`, `EinSum`, `PoolSpec`,
 //! `Rewriter`): the crate pins tract to one version. On an upgrade re-check the quantized
 //! inputs' order (`Conv::wire_as_quant_im2col` and `EinSum::q_params`: x, kernel, bias, x0,
-//! x_scale, k0, k_scale, y0, y_scale), `Conv::declutter_as_einsum`'s axes (input `[n] c h w`,
-//! kernel `o c`, output `[n] o h w`), the `PaddingSpec::compute` signature, and that `codegen`
-//! still leaves unknown ops alone.
+//! x_scale, k0, k_scale, y0, y_scale; a float `Conv`'s: x, kernel, bias),
+//! `Conv::declutter_as_einsum`'s axes (input `[n] c h w`, kernel `o c`, output `[n] o h w`), the
+//! `PaddingSpec::compute` signature, and that `codegen` still leaves unknown ops alone.
 
 pub mod conv;
+pub mod depthwise;
+pub mod direct;
 pub mod pointwise;
 
 pub use conv::QConv;
+pub use depthwise::DirectConv;
 pub use pointwise::QPointwise;
 
+use direct::Geometry;
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::model::Rewriter;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// The rewriter a model goes through between declutter and optimisation.
 pub fn rewriter() -> Rewriter<()> {
     Rewriter::default()
         .with_rule_for("quantized-conv", conv::rule)
+        .with_rule_for("float-depthwise", depthwise::rule)
         .with_rule_for("quantized-pointwise", pointwise::rule)
 }
 
@@ -51,6 +62,56 @@ const ROUNDING: f32 = 12_582_912.0;
 /// Requantized values are clamped to this before rounding (well inside the trick's range, well
 /// outside any 8-bit output's).
 const ROUNDING_RANGE: f32 = 1_048_576.0;
+
+/// An f32 that holds an integer of magnitude below 2^22, as that i32: the [`ROUNDING`] trick
+/// again, which vectorises where a saturating `as i32` needs NaN and overflow fix-ups.
+#[inline(always)]
+pub(crate) fn exact_integer(v: f32) -> i32 {
+    (v + ROUNDING).to_bits() as i32 - ROUNDING.to_bits() as i32
+}
+
+/// The geometry of a `Conv` the direct convolutions can run (a concrete input shape, batch 1,
+/// OIHW kernel, two spatial axes, no dilation) and the layout of its tensors; `None` for any
+/// other.
+pub(crate) fn conv_geometry(
+    model: &TypedModel,
+    node: &TypedNode,
+    conv: &Conv,
+) -> TractResult<Option<(Geometry, DataFormat)>> {
+    let (input_channels, output_channels, group) = (conv.input_channels(), conv.output_channels(), conv.group);
+    let spec = &conv.pool_spec;
+    if group == 0
+        || input_channels % group != 0
+        || output_channels % group != 0
+        || conv.kernel_fmt != KernelFormat::OIHW
+        || spec.kernel_shape.len() != 2
+        || spec.dilations.as_ref().is_some_and(|d| d.iter().any(|&d| d != 1))
+    {
+        return Ok(None);
+    }
+    let input = model.outlet_fact(node.inputs[0])?;
+    let Some(shape) = input.shape.as_concrete() else { return Ok(None) };
+    let format = spec.data_format;
+    let shape = format.shape(shape)?;
+    if shape.hw_rank() != 2 || shape.n().is_some_and(|&n| n != 1) || *shape.c() != input_channels {
+        return Ok(None);
+    }
+    let (h, w) = (shape.hw_dims()[0], shape.hw_dims()[1]);
+    let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
+    let strides = spec.strides.clone().unwrap_or_else(|| tvec!(1, 1));
+    let padded = spec.padding.compute(&[h, w], &[kh, kw], &[1, 1], &strides);
+    let geometry = Geometry {
+        input_channels,
+        output_channels,
+        group,
+        input_hw: (h, w),
+        output_hw: (padded[0].convoluted, padded[1].convoluted),
+        kernel: (kh, kw),
+        stride: (strides[0], strides[1]),
+        pad_before: (padded[0].pad_before, padded[1].pad_before),
+    };
+    Ok(Some((geometry, format)))
+}
 
 /// The values an output of type `dt` (int8 or uint8, quantized) can hold.
 pub(crate) fn output_range(dt: DatumType) -> (i32, i32) {
