@@ -163,7 +163,10 @@ proptest! {
         let bias: Vec<f32> = (0..channels).map(|_| next()).collect();
         let input: Vec<f32> = (0..geometry.input_len()).map(|_| 4.0 * next()).collect();
         let expected = float_reference(&geometry, &taps, &bias, &input);
-        let op = DirectConv { geometry, taps, bias, format: DataFormat::CHW };
+        // A clamp (the fused activation) in some cases, wide or cutting into the outputs.
+        let clamp = match seed % 3 { 0 => (f32::NEG_INFINITY, f32::INFINITY), 1 => (0.0, 6.0), _ => (-0.5, 0.25) };
+        let expected: Vec<(f64, f64)> = expected.into_iter().map(|(v, m)| (v.max(clamp.0 as f64).min(clamp.1 as f64), m)).collect();
+        let op = DirectConv { geometry, taps, bias, format: DataFormat::CHW, clamp };
         let mut out = vec![f32::NAN; op.geometry.output_len()];
         op.run(&input, &mut out);
         for (i, (&ours, &(exact, magnitude))) in out.iter().zip(&expected).enumerate() {
@@ -301,6 +304,11 @@ fn the_rewritten_fp32_model_embeds_as_tracts_own() {
     assert_eq!((depthwise(&reference, false), depthwise(&reference, true)), expected, "layouts");
     assert_eq!(swapped, expected.0, "depthwise layers swapped");
     assert_eq!(depthwise(&rewritten, false), 0, "channels-first depthwise layers left to tract");
+    // Every depthwise layer of EfficientNet-Lite is followed by a ReLU6 (Max 0, then Min 6).
+    let clamped = rewritten.nodes.iter().filter_map(|n| n.op_as::<DirectConv>()).filter(|op| op.clamp == (0.0, 6.0));
+    assert_eq!(clamped.count(), swapped, "ReLU6 fused into every swapped layer");
+    let maxes = |m: &TypedModel| m.nodes.iter().filter(|n| n.op.name() == "Max").count();
+    assert_eq!(maxes(&reference) - maxes(&rewritten), swapped, "the fused ReLU6s are gone from the graph");
     let input = test_input();
     let (a, b) = (embed(reference, &input), embed(rewritten, &input));
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);

@@ -14,7 +14,9 @@ use super::per_channel_f32;
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::math::{Max, Min};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// One float depthwise convolution's geometry and constants.
@@ -26,6 +28,9 @@ pub struct DirectConv {
     pub bias: Vec<f32>,
     /// NCHW with N = 1, or CHW: channels first.
     pub format: DataFormat,
+    /// Every output clamped to `[low, high]`: the activation that followed the convolution in
+    /// the model (ReLU6 in EfficientNet-Lite), fused; `(-inf, inf)` for none.
+    pub clamp: (f32, f32),
 }
 
 // Ops are compared to merge duplicates; weights loaded from a model are never NaN, and two
@@ -36,6 +41,7 @@ impl std::hash::Hash for DirectConv {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.geometry.hash(state);
         self.taps.iter().for_each(|t| t.to_bits().hash(state));
+        (self.clamp.0.to_bits(), self.clamp.1.to_bits()).hash(state);
     }
 }
 
@@ -58,7 +64,11 @@ fn convolve(op: &DirectConv, plan: &Plan, input: &[f32], out: &mut [f32]) {
     for c in 0..geometry.group {
         plan.split(input, c, |x: f32| x, &mut phases);
         let taps = &op.taps[c * per_channel..][..per_channel];
-        plan.accumulate(&phases, taps, op.bias[c], &mut out[c * plane..][..plane]);
+        let out = &mut out[c * plane..][..plane];
+        plan.accumulate(&phases, taps, op.bias[c], out);
+        // Still in cache: a second pass costs little next to the convolution.
+        let (low, high) = op.clamp;
+        out.iter_mut().for_each(|v| *v = v.max(low).min(high));
     }
 }
 
@@ -101,8 +111,8 @@ impl TypedOp for DirectConv {
 }
 
 /// The rule: a float depthwise `Conv` (f32, NCHW or CHW, OIHW kernel, no dilation, constant kernel and
-/// bias) of at most [`MAX_REDUCTION`] taps becomes a [`DirectConv`]; anything else is left to
-/// tract.
+/// bias) of at most [`MAX_REDUCTION`] taps becomes a [`DirectConv`], with the clamp after it
+/// (ReLU6) fused; anything else is left to tract.
 pub fn rule(
     _ctx: &(),
     model: &TypedModel,
@@ -127,6 +137,46 @@ pub fn rule(
     if taps.len() != geometry.output_channels * geometry.reduction() || bias.len() != geometry.output_channels {
         return Ok(None);
     }
-    let op = DirectConv { geometry, taps, bias, format };
-    Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?))
+    let (clamp, last) = activation(model, node)?;
+    let op = DirectConv { geometry, taps, bias, format, clamp };
+    let mut patch = TypedModelPatch::default();
+    let input = patch.tap_model(model, node.inputs[0])?;
+    let output = patch.wire_node(&node.name, op, &[input])?[0];
+    patch.shunt_outside(model, last.into(), output)?;
+    Ok(Some(patch))
+}
+
+/// The clamp that follows `node` in `model` (a `Max` with a constant, then optionally a `Min`
+/// with one: ReLU, ReLU6, each the only reader of the one before), and the last node it
+/// covers: `((-inf, inf), node)` when none does.
+fn activation(model: &TypedModel, node: &TypedNode) -> TractResult<((f32, f32), usize)> {
+    let (mut clamp, mut last) = ((f32::NEG_INFINITY, f32::INFINITY), node.id);
+    if let Some((low, max)) = bound::<Max>(model, node)? {
+        (clamp.0, last) = (low, max.id);
+        if let Some((high, min)) = bound::<Min>(model, max)? {
+            (clamp.1, last) = (high, min.id);
+        }
+    }
+    Ok((clamp, last))
+}
+
+/// When `node`'s only reader is a binary `Op` (`Max` or `Min`) of its output and a uniform f32
+/// constant that leaves the shape as it is: that constant and the reader.
+fn bound<'m, Op: BinMiniOp>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<(f32, &'m TypedNode)>> {
+    let Some(next) = model.single_succ(node.id)? else { return Ok(None) };
+    let Some(bin) = next.op_as::<TypedBinOp>() else { return Ok(None) };
+    if !bin.0.is::<Op>() || next.inputs.len() != 2 || next.outputs.len() != 1 {
+        return Ok(None);
+    }
+    let ours = OutletId::new(node.id, 0);
+    let Some(other) = next.inputs.iter().find(|&&i| i != ours) else { return Ok(None) };
+    let Some(value) = model.outlet_fact(*other)?.konst.as_ref().and_then(|k| k.as_uniform()) else {
+        return Ok(None);
+    };
+    if value.datum_type() != f32::datum_type()
+        || model.outlet_fact(next.id.into())?.shape != model.outlet_fact(ours)?.shape
+    {
+        return Ok(None);
+    }
+    Ok(Some((value.cast_to_scalar::<f32>()?, next)))
 }
