@@ -280,9 +280,9 @@ pub fn markdown(r: &Results) -> String {
          single thread) over to a Pi core's assumed sustained f32 matrix-product rate; tract's ARM kernels are its \
          most tuned, so the real ratio may be better, and memory bandwidth (much lower on a Pi) may make it worse. \
          fp32 only: a Pi 4's Cortex-A72 has no int8 dot-product instructions, so this machine's int8 efficiency \
-         says nothing about it. One known difference in the Pi's favour: tract {}'s depthwise convolution \
-         kernel is vectorised on aarch64 for strides 1 to 3 (NEON) but on x86-64 only for stride 1 (AVX, no FMA), \
-         so EfficientNet-Lite0's largest cost here is likely smaller there.\n",
+         says nothing about it. The depthwise layers run other code there: here (x86-64, channels first) \
+         `shared::ops`' DirectDepthwise, on aarch64 tract {} lays the float graph out channels last and runs \
+         its own NEON kernel (`depthwise_c_f32`) on all but the first.\n",
         env!("TRACT_VERSION")
     );
     let mut header = "| model |".to_string();
