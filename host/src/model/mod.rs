@@ -38,33 +38,48 @@ pub enum BackboneKind {
     Tiny,
 }
 
+/// What a [`BackboneKind`] is built from. Wherever kinds differ (weights, sizes, preprocessing,
+/// the network) the code matches on this exhaustively, so a new kind must say each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    EfficientNet(efficientnet::Size),
+    Resnet50,
+    Tiny,
+}
+
 impl BackboneKind {
+    pub fn architecture(self) -> Architecture {
+        match self {
+            BackboneKind::EfficientNetLite0 => Architecture::EfficientNet(efficientnet::Size::Lite0),
+            BackboneKind::EfficientNetLite1 => Architecture::EfficientNet(efficientnet::Size::Lite1),
+            BackboneKind::EfficientNetLite2 => Architecture::EfficientNet(efficientnet::Size::Lite2),
+            BackboneKind::Resnet50 => Architecture::Resnet50,
+            BackboneKind::Tiny => Architecture::Tiny,
+        }
+    }
+
     /// Which EfficientNet-Lite this is, if it is one.
     pub fn efficientnet(self) -> Option<efficientnet::Size> {
-        match self {
-            BackboneKind::EfficientNetLite0 => Some(efficientnet::Size::Lite0),
-            BackboneKind::EfficientNetLite1 => Some(efficientnet::Size::Lite1),
-            BackboneKind::EfficientNetLite2 => Some(efficientnet::Size::Lite2),
-            BackboneKind::Resnet50 | BackboneKind::Tiny => None,
+        match self.architecture() {
+            Architecture::EfficientNet(size) => Some(size),
+            Architecture::Resnet50 | Architecture::Tiny => None,
         }
     }
 
     pub fn feature_dim(self) -> i64 {
-        match self {
-            BackboneKind::EfficientNetLite0 | BackboneKind::EfficientNetLite1 | BackboneKind::EfficientNetLite2 => {
-                efficientnet::FEATURES
-            }
-            BackboneKind::Resnet50 => resnet::FEATURES,
-            BackboneKind::Tiny => tiny::FEATURES,
+        match self.architecture() {
+            Architecture::EfficientNet(_) => efficientnet::FEATURES,
+            Architecture::Resnet50 => resnet::FEATURES,
+            Architecture::Tiny => tiny::FEATURES,
         }
     }
 
     /// How photos are turned into this backbone's input: what its pretrained weights expect.
     pub fn preprocess(self) -> PreprocessSpec {
-        match self.efficientnet() {
-            Some(size) => PreprocessSpec::efficientnet_lite(size.input_size()),
-            None if self == BackboneKind::Resnet50 => PreprocessSpec::IMAGENET,
-            None => PreprocessSpec {
+        match self.architecture() {
+            Architecture::EfficientNet(size) => PreprocessSpec::efficientnet_lite(size.input_size()),
+            Architecture::Resnet50 => PreprocessSpec::IMAGENET,
+            Architecture::Tiny => PreprocessSpec {
                 input_size: 64,
                 resize_shorter_to: 72,
                 filter: ResizeFilter::Triangle,
@@ -105,10 +120,12 @@ impl EmbeddingNet {
         constant_coordinate: f64,
     ) -> EmbeddingNet {
         let p = root / BACKBONE_PREFIX;
-        let backbone = match kind.efficientnet() {
-            Some(size) => Backbone::EfficientNet(Box::new(efficientnet::EfficientNetLite::new(&p, size))),
-            None if kind == BackboneKind::Resnet50 => Backbone::Resnet(Box::new(resnet::Resnet50::new(&p))),
-            None => Backbone::Tiny(tiny::TinyCnn::new(&p)),
+        let backbone = match kind.architecture() {
+            Architecture::EfficientNet(size) => {
+                Backbone::EfficientNet(Box::new(efficientnet::EfficientNetLite::new(&p, size)))
+            }
+            Architecture::Resnet50 => Backbone::Resnet(Box::new(resnet::Resnet50::new(&p))),
+            Architecture::Tiny => Backbone::Tiny(tiny::TinyCnn::new(&p)),
         };
         let head = Head::new(&(root / HEAD_PREFIX), head, kind.feature_dim(), dim, constant_coordinate);
         EmbeddingNet { kind, dim, backbone, head, frozen_backbone: false }
