@@ -191,7 +191,13 @@ impl Plan {
             if ow <= BLOCK / 2 {
                 sum_columns::<{ BLOCK / 2 }>(reads, phases, taps, init, 0, row);
             } else {
-                (0..ow).step_by(BLOCK).for_each(|column| sum_columns::<BLOCK>(reads, phases, taps, init, column, row));
+                // A plain loop: `step_by(..).for_each` calls a `fold` that is not inlined, so
+                // it would be compiled for the baseline instruction set, not the caller's.
+                let mut column = 0;
+                while column < ow {
+                    sum_columns::<BLOCK>(reads, phases, taps, init, column, row);
+                    column += BLOCK;
+                }
             }
         }
     }
