@@ -58,6 +58,7 @@ fn convolve(op: &QConv, plan: &Plan, taps: &[f32], input: &[u8], signed: bool, o
     let outputs = geometry.output_channels / geometry.group;
     let (per_output, plane) = (geometry.reduction(), geometry.output_hw.0 * geometry.output_hw.1);
     let (mut phases, mut sums, mut exact) = (plan.phases(), vec![0f32; plane], vec![0i32; plane]);
+    let avx2 = multiversion::target::target_cfg_f!(all(target_feature = "avx2", target_feature = "fma"));
     let (range, x_zero) = (output_range(op.output), op.x_zero);
     for g in 0..geometry.group {
         if signed {
@@ -66,7 +67,7 @@ fn convolve(op: &QConv, plan: &Plan, taps: &[f32], input: &[u8], signed: bool, o
             plan.split(input, g, |x: u8| (x as i32 - x_zero) as f32, &mut phases);
         }
         for o in g * outputs..(g + 1) * outputs {
-            plan.accumulate(&phases, &taps[o * per_output..][..per_output], 0.0, &mut sums);
+            plan.accumulate(&phases, &taps[o * per_output..][..per_output], 0.0, &mut sums, avx2);
             let bias = op.bias[o];
             exact.iter_mut().zip(&sums).for_each(|(e, &s)| *e = exact_integer(s) + bias);
             requantize(&exact, op.multiplier[o], op.y_zero, range, &mut out[o * plane..][..plane]);

@@ -60,12 +60,13 @@ impl DirectConv {
 fn convolve(op: &DirectConv, plan: &Plan, input: &[f32], out: &mut [f32]) {
     let geometry = &op.geometry;
     let (per_channel, plane) = (geometry.reduction(), geometry.output_hw.0 * geometry.output_hw.1);
+    let avx2 = multiversion::target::target_cfg_f!(all(target_feature = "avx2", target_feature = "fma"));
     let mut phases = plan.phases();
     for c in 0..geometry.group {
         plan.split(input, c, |x: f32| x, &mut phases);
         let taps = &op.taps[c * per_channel..][..per_channel];
         let out = &mut out[c * plane..][..plane];
-        plan.accumulate(&phases, taps, op.bias[c], out);
+        plan.accumulate(&phases, taps, op.bias[c], out, avx2);
         // Still in cache: a second pass costs little next to the convolution.
         let (low, high) = op.clamp;
         out.iter_mut().for_each(|v| *v = v.max(low).min(high));
