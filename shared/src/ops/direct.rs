@@ -1,5 +1,5 @@
 //! The direct convolution both [`super::QConv`] (int8) and [`super::DirectConv`] (f32) run: each
-//! output row accumulated in blocks of [`BLOCK`] columns held in registers, every kernel tap
+//! output row accumulated in blocks of `BLOCK` columns held in registers, every kernel tap
 //! adding `tap * (a contiguous slice of an input row)`, in f32.
 //!
 //! f32 for the int8 layers too: their products (a weight less its zero point times an input

@@ -18,9 +18,10 @@
 //! The direct convolutions share one register-blocked loop ([`direct`]). All are plain Rust
 //! loops that the compiler vectorises (row-contiguous accumulation), compiled per instruction set
 //! by `multiversion` (AVX2 on x86-64, NEON on aarch64) and picked at run time; on x86-64
-//! [`QPointwise`] has an AVX2 intrinsics kernel besides (`pointwise::avx2`). [`rewriter`] swaps
-//! tract's nodes for them on a decluttered model; the ONNX file stays standard (`Conv`,
-//! `QLinearConv`), so ONNX Runtime and Netron keep opening it.
+//! [`QPointwise`] and the direct convolutions' column sums have AVX2 intrinsics kernels besides
+//! (`pointwise::avx2`, `direct::avx2`), where LLVM's vectorisation of the plain loops was poor.
+//! [`rewriter`] swaps tract's nodes for them on a decluttered model; the ONNX file stays
+//! standard (`Conv`, `QLinearConv`), so ONNX Runtime and Netron keep opening it.
 //!
 //! Depends on tract's internal API (`tract_core::internal`, `Conv`, `EinSum`, `PoolSpec`,
 //! `Rewriter`): the crate pins tract to one version. On an upgrade re-check the quantized
