@@ -44,6 +44,21 @@ fn reference(op: &QConv, input: &[i32]) -> Vec<i32> {
     out
 }
 
+/// A convolution's output size, from its input size, kernel, stride and padding.
+fn output_hw(
+    input_hw: (usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    pad_before: (usize, usize),
+    pad_after: (usize, usize),
+) -> (usize, usize) {
+    let size = |i: usize, k: usize, before: usize, after: usize, s: usize| (i + before + after - k) / s + 1;
+    (
+        size(input_hw.0, kernel.0, pad_before.0, pad_after.0, stride.0),
+        size(input_hw.1, kernel.1, pad_before.1, pad_after.1, stride.1),
+    )
+}
+
 /// A layer and an input for it, every parameter drawn from `seed`: depthwise, dense (like the
 /// stem) or grouped in between.
 fn layer(seed: u64) -> (QConv, Vec<i32>, bool) {
@@ -60,11 +75,7 @@ fn layer(seed: u64) -> (QConv, Vec<i32>, bool) {
     let input_hw = (kernel.0 + next(9) as usize, kernel.1 + next(13) as usize);
     let pad_before = (next(kernel.0 as u64) as usize, next(kernel.1 as u64) as usize);
     let pad_after = (next(kernel.0 as u64) as usize, next(kernel.1 as u64) as usize);
-    let size = |i: usize, k: usize, before: usize, after: usize, s: usize| (i + before + after - k) / s + 1;
-    let output_hw = (
-        size(input_hw.0, kernel.0, pad_before.0, pad_after.0, stride.0),
-        size(input_hw.1, kernel.1, pad_before.1, pad_after.1, stride.1),
-    );
+    let output_hw = output_hw(input_hw, kernel, stride, pad_before, pad_after);
     let (signed_in, signed_out) = (next(2) == 0, next(2) == 0);
     let value = |next: &mut dyn FnMut(u64) -> i32, signed: bool| next(256) - if signed { 128 } else { 0 };
     // Weights less their zero point span -255..=255 (uint8 weights with a zero point).
@@ -144,11 +155,7 @@ proptest! {
     ) {
         let (pad_before, pad_after) = ((pads.0 % kernel.0, pads.1 % kernel.1), (pads.2 % kernel.0, pads.3 % kernel.1));
         let input_hw = (kernel.0 + extra.0, kernel.1 + extra.1);
-        let size = |i: usize, k: usize, before: usize, after: usize, s: usize| (i + before + after - k) / s + 1;
-        let output_hw = (
-            size(input_hw.0, kernel.0, pad_before.0, pad_after.0, stride.0),
-            size(input_hw.1, kernel.1, pad_before.1, pad_after.1, stride.1),
-        );
+        let output_hw = output_hw(input_hw, kernel, stride, pad_before, pad_after);
         let geometry = Geometry {
             input_channels: channels, output_channels: channels, group: channels,
             input_hw, output_hw, kernel, stride, pad_before,
@@ -291,11 +298,11 @@ fn the_rewritten_fp32_model_embeds_as_tracts_own() {
     ops::rewriter().rewrite(&(), &mut rewritten).unwrap();
     let swapped = rewritten.nodes.iter().filter(|n| n.op.name() == "DirectDepthwise").count();
     let depthwise = |model: &TypedModel, channels_last: bool| {
-        let conv = |n: &TypedNode| n.op_as::<tract_onnx::tract_core::ops::cnn::Conv>().cloned();
-        let is = |c: &tract_onnx::tract_core::ops::cnn::Conv| {
-            c.group > 1 && c.pool_spec.data_format.c_is_last() == channels_last
+        let is = |n: &TypedNode| {
+            n.op_as::<tract_onnx::tract_core::ops::cnn::Conv>()
+                .is_some_and(|c| c.group > 1 && c.pool_spec.data_format.c_is_last() == channels_last)
         };
-        model.nodes.iter().filter(|&n| conv(n).is_some_and(|c| is(&c))).count()
+        model.nodes.iter().filter(|&n| is(n)).count()
     };
     // tract lays float graphs out channels first on x86-64, where the rule takes all 16
     // depthwise layers of EfficientNet-Lite0; on aarch64 it moves all but the first (next to
@@ -313,7 +320,8 @@ fn the_rewritten_fp32_model_embeds_as_tracts_own() {
     let (a, b) = (embed(reference, &input), embed(rewritten, &input));
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     println!("{swapped} depthwise layers swapped; largest difference to tract's own embedding {worst:e}");
-    // Both are f32 sums of the same terms in other orders: a few units of the last place.
+    // Both are f32 sums of the same terms in other orders (ours with fused multiply-adds on
+    // x86-64): a few units of the last place.
     assert!(worst < 1e-5, "largest difference {worst}");
 }
 

@@ -220,22 +220,36 @@ fn sum_columns<const W: usize>(
     row: &mut [f32],
     avx2: bool,
 ) {
-    let mut acc = [init; W];
+    let acc = column_sums::<W>(reads, phases, taps, init, column, avx2);
+    let n = W.min(row.len() - column);
+    row[column..][..n].copy_from_slice(&acc[..n]);
+}
+
+/// [`sum_columns`]' sums, by the AVX2 kernel when `avx2`, else by the portable loop.
+#[inline(always)]
+fn column_sums<const W: usize>(
+    reads: &[(usize, usize)],
+    phases: &[f32],
+    taps: &[f32],
+    init: f32,
+    column: usize,
+    avx2: bool,
+) -> [f32; W] {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` is true only in code that runs on CPUs with AVX2 and FMA (see
         // `Plan::accumulate`).
-        acc = unsafe { avx2::sum_columns::<W>(reads, phases, taps, init, column) };
+        return unsafe { avx2::sum_columns::<W>(reads, phases, taps, init, column) };
     }
-    if !cfg!(target_arch = "x86_64") || !avx2 {
-        for &(at, t) in reads {
-            let tap = taps[t];
-            let x: &[f32; W] = phases[at + column..][..W].try_into().unwrap();
-            acc.iter_mut().zip(x).for_each(|(a, &x)| *a += tap * x);
-        }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx2; // Only x86-64 has the kernel.
+    let mut acc = [init; W];
+    for &(at, t) in reads {
+        let tap = taps[t];
+        let x: &[f32; W] = phases[at + column..][..W].try_into().unwrap();
+        acc.iter_mut().zip(x).for_each(|(a, &x)| *a += tap * x);
     }
-    let n = W.min(row.len() - column);
-    row[column..][..n].copy_from_slice(&acc[..n]);
+    acc
 }
 
 /// [`sum_columns`] in AVX2 registers of 8 with fused multiply-adds: LLVM vectorises the

@@ -64,8 +64,9 @@ const ROUNDING: f32 = 12_582_912.0;
 /// outside any 8-bit output's).
 const ROUNDING_RANGE: f32 = 1_048_576.0;
 
-/// An f32 that holds an integer of magnitude below 2^22, as that i32: the [`ROUNDING`] trick
-/// again, which vectorises where a saturating `as i32` needs NaN and overflow fix-ups.
+/// An f32 of magnitude below 2^22, rounded half to even, as an i32: the [`ROUNDING`] trick (in
+/// [2^23, 2^24) the f32 spacing is 1, so the sum is `v` rounded, its mantissa 2^22 + it), which
+/// vectorises where a saturating `as i32` needs NaN and overflow fix-ups.
 #[inline(always)]
 pub(crate) fn exact_integer(v: f32) -> i32 {
     (v + ROUNDING).to_bits() as i32 - ROUNDING.to_bits() as i32
@@ -130,9 +131,7 @@ pub(crate) fn requantize(acc: &[i32], multiplier: f32, y_zero: i32, range: (i32,
     for (o, &a) in out.iter_mut().zip(acc) {
         #[allow(clippy::manual_clamp)] // f32::clamp does not vectorise, see above
         let v = (a as f32 * multiplier).max(-ROUNDING_RANGE).min(ROUNDING_RANGE);
-        // In [2^23, 2^24) the f32 spacing is 1: the sum is v rounded, its mantissa 2^22 + it.
-        let rounded = (v + ROUNDING).to_bits() as i32 - ROUNDING.to_bits() as i32;
-        *o = (rounded + y_zero).clamp(range.0, range.1) as u8;
+        *o = (exact_integer(v) + y_zero).clamp(range.0, range.1) as u8;
     }
 }
 
