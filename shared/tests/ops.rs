@@ -206,6 +206,7 @@ proptest! {
         (inputs, outputs, pixels) in (1usize..40, 1usize..11, 1usize..600),
         signed_in: bool,
         signed_out: bool,
+        byte_weights: bool,
         seed: u64,
     ) {
         let mut state = seed;
@@ -219,8 +220,14 @@ proptest! {
             output_channels: outputs,
             pixels,
             x_zero: next(256) - offset(signed_in),
-            // Weights less their zero point span -255..=255 (uint8 weights with a zero point).
-            taps: Taps::new(&(0..inputs * outputs).map(|_| next(511) - 255).collect::<Vec<_>>(), inputs),
+            // Weights less their zero point span -255..=255 (uint8 weights with a zero point),
+            // or -128..=127 (symmetric int8 ones, which the VNNI kernel takes).
+            taps: Taps::new(
+                &(0..inputs * outputs)
+                    .map(|_| if byte_weights { next(256) - 128 } else { next(511) - 255 })
+                    .collect::<Vec<_>>(),
+                inputs,
+            ),
             bias: (0..outputs).map(|_| next(200_001) - 100_000).collect(),
             // Scales from 1e-6 to 20 per channel: some channels saturate, some round to a few levels.
             multiplier: (0..outputs).map(|_| 10f32.powi(next(8) - 6) * (1.0 + next(100) as f32 / 100.0)).collect(),
@@ -233,10 +240,28 @@ proptest! {
         let mut out = vec![0u8; outputs * pixels];
         let expected = pointwise_reference(&op, &input);
         let decode = |out: &[u8]| -> Vec<i32> { out.iter().map(|&b| if signed_out { b as i8 as i32 } else { b as i32 }).collect() };
+        // (The wider range may still draw only bytes.)
+        prop_assert!(!byte_weights || op.taps.are_bytes());
         op.run(&bytes, signed_in, &mut out);
-        prop_assert_eq!(decode(&out), expected.clone(), "run (AVX2 where the CPU has it)");
+        prop_assert_eq!(decode(&out), expected.clone(), "run (the best kernel the CPU has)");
         op.run_portable(&bytes, signed_in, &mut out);
-        prop_assert_eq!(decode(&out), expected, "run_portable");
+        prop_assert_eq!(decode(&out), expected.clone(), "run_portable");
+        #[cfg(target_arch = "x86_64")]
+        {
+            use sporeprint_shared::ops::pointwise::{avx2, vnni};
+            if std::is_x86_feature_detected!("avx2") {
+                out.fill(0);
+                // SAFETY: the CPU has AVX2.
+                unsafe { avx2::multiply(&op, &bytes, signed_in, &mut out) };
+                prop_assert_eq!(decode(&out), expected.clone(), "AVX2 kernel");
+            }
+            if byte_weights && vnni::available() {
+                out.fill(0);
+                // SAFETY: the CPU has AVX-512F and VNNI.
+                unsafe { vnni::multiply(&op, &bytes, signed_in, &mut out) };
+                prop_assert_eq!(decode(&out), expected, "VNNI kernel");
+            }
+        }
     }
 }
 

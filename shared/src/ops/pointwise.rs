@@ -38,15 +38,22 @@ impl std::hash::Hash for QPointwise {
 }
 
 /// A 1x1 layer's weights less their zero point (each fits in 16 bits: 8-bit weights less an
-/// 8-bit zero point), stored as AVX2's `vpmaddwd` reads them: input channels 2q and 2q + 1 of
-/// an output channel packed into one i32 (low half, high half), `[output channels][pairs]`,
-/// the output channels padded with zeros to a multiple of 4 (an odd last input channel is
-/// paired with a zero). Packed once, when the op is made, not for every photo.
+/// 8-bit zero point), packed once, when the op is made, for the x86-64 kernels:
+/// - `pairs`, as AVX2's `vpmaddwd` reads them: input channels 2q and 2q + 1 of an output
+///   channel in one i32 (low half, high half), `[output channels][pairs]`, the output channels
+///   padded with zeros to a multiple of 4 (an odd last input channel paired with a zero);
+/// - `quads`, when every weight fits in 8 bits (symmetric int8 weights, what export writes), as
+///   VNNI's `vpdpbusd` reads them: input channels 4q..4q + 3 in one i32 (lowest byte first),
+///   `[output channels][quads]`, the output channels padded to a multiple of 8; and `sums`, each
+///   output channel's weights added up (the input's zero point times it is what the unsigned
+///   inputs add).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Taps {
     inputs: usize,
     outputs: usize,
-    packed: Vec<i32>,
+    pairs: Vec<i32>,
+    quads: Option<Vec<i32>>,
+    sums: Vec<i32>,
 }
 
 impl Taps {
@@ -55,42 +62,62 @@ impl Taps {
     pub fn new(plain: &[i32], input_channels: usize) -> Taps {
         assert!(input_channels > 0 && plain.len().is_multiple_of(input_channels), "Taps: {} values", plain.len());
         let (inputs, outputs) = (input_channels, plain.len() / input_channels);
-        let pairs = inputs.div_ceil(2);
-        let mut packed = vec![0i32; outputs.next_multiple_of(AVX2_CHANNELS) * pairs];
+        let (pair_count, quad_count) = (inputs.div_ceil(2), inputs.div_ceil(4));
+        let mut pairs = vec![0i32; outputs.next_multiple_of(AVX2_CHANNELS) * pair_count];
+        let bytes = plain.iter().all(|&t| i8::try_from(t).is_ok());
+        let mut quads = bytes.then(|| vec![0i32; outputs.next_multiple_of(VNNI_CHANNELS) * quad_count]);
         for (o, row) in plain.chunks_exact(inputs).enumerate() {
             for (c, &t) in row.iter().enumerate() {
                 let t = i16::try_from(t).expect("Taps: a weight less its zero point beyond 16 bits");
-                packed[o * pairs + c / 2] |= ((t as u16 as u32) << (16 * (c % 2))) as i32;
+                pairs[o * pair_count + c / 2] |= ((t as u16 as u32) << (16 * (c % 2))) as i32;
+                if let Some(quads) = &mut quads {
+                    quads[o * quad_count + c / 4] |= ((t as u8 as u32) << (8 * (c % 4))) as i32;
+                }
             }
         }
-        Taps { inputs, outputs, packed }
+        let sums = plain.chunks_exact(inputs).map(|row| row.iter().sum()).collect();
+        Taps { inputs, outputs, pairs, quads, sums }
     }
 
     /// The weight of input channel `i` in output channel `o`.
     #[inline(always)]
     pub fn get(&self, o: usize, i: usize) -> i32 {
-        (self.packed[o * self.pairs() + i / 2] >> (16 * (i % 2))) as i16 as i32
+        (self.pairs[o * self.pair_count() + i / 2] >> (16 * (i % 2))) as i16 as i32
+    }
+
+    /// Whether every weight fits in 8 bits (what the VNNI kernel needs).
+    pub fn are_bytes(&self) -> bool {
+        self.quads.is_some()
     }
 
     /// Input channel pairs per output channel.
-    fn pairs(&self) -> usize {
+    fn pair_count(&self) -> usize {
         self.inputs.div_ceil(2)
     }
 }
 
-/// Output channels per tile of the AVX2 kernel, to which [`Taps`] pads.
+/// Output channels per tile of the AVX2 and the VNNI kernels, to which [`Taps`] pads.
 const AVX2_CHANNELS: usize = 4;
+const VNNI_CHANNELS: usize = 8;
 
 impl QPointwise {
     /// Multiplies one image. `input` holds the stored bytes of a `[input_channels, pixels]`
     /// tensor, int8 when `signed`, else uint8; `out` receives the output's (int8 or uint8, per
-    /// `output`). AVX2 machines get [`avx2::multiply`]; the others [`QPointwise::run_portable`].
+    /// `output`). CPUs with AVX-512 VNNI get [`vnni::multiply`] when the weights are bytes,
+    /// other AVX2 ones [`avx2::multiply`], the others [`QPointwise::run_portable`]: the same
+    /// integers, so the same bytes, on each.
     pub fn run(&self, input: &[u8], signed: bool, out: &mut [u8]) {
         self.check_sizes(input, out);
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked on the line above.
-            return unsafe { avx2::multiply(self, input, signed, out) };
+        {
+            if self.taps.are_bytes() && vnni::available() {
+                // SAFETY: the CPU has what the kernel needs, checked on the line above.
+                return unsafe { vnni::multiply(self, input, signed, out) };
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked on the line above.
+                return unsafe { avx2::multiply(self, input, signed, out) };
+            }
         }
         self.run_portable(input, signed, out)
     }
@@ -183,7 +210,7 @@ pub mod avx2 {
         // pixel, in blocks of 16 pixels: [pixel blocks][pairs][16 pixels][2], so that a block's
         // products read one contiguous run. An odd last channel is paired with zeros, the last
         // block padded with zeros.
-        let pairs = op.taps.pairs();
+        let pairs = op.taps.pair_count();
         let block_len = PIXELS * 2;
         let mut interleaved = vec![0i16; pixels.div_ceil(PIXELS) * pairs * block_len];
         let mut rows = input.chunks_exact(pixels);
@@ -207,7 +234,7 @@ pub mod avx2 {
                 }
             }
         }
-        let taps = &op.taps.packed;
+        let taps = &op.taps.pairs;
         let mut bias: Vec<i32> = op.bias.clone();
         bias.resize(outputs.next_multiple_of(CHANNELS), 0);
 
@@ -249,6 +276,140 @@ pub mod avx2 {
                         range,
                         &mut out[o * pixels + p0..][..valid],
                     );
+                }
+            }
+        }
+    }
+}
+
+/// The kernel for x86-64 CPUs with AVX-512 VNNI (Intel since Cascade Lake, AMD since Zen 4):
+/// `vpdpbusd` multiplies 64 unsigned bytes by 64 signed ones and adds each four products into
+/// a 32-bit lane, so four input channels and sixteen pixels go through one instruction, four
+/// times `vpmaddwd`'s work. It takes the inputs as unsigned bytes (int8 ones shifted by 128, the
+/// zero point with them) and the weights as signed ones: symmetric int8 weights, which export
+/// writes; [`Taps`] says whether a layer's fit.
+#[cfg(target_arch = "x86_64")]
+pub mod vnni {
+    use super::{QPointwise, VNNI_CHANNELS as CHANNELS, output_range, requantize};
+    use core::arch::x86_64::*;
+    use std::vec::Vec;
+
+    /// Pixels per step: two registers of sixteen 32-bit accumulators for each of 8 channels.
+    const PIXELS: usize = 32;
+
+    /// Whether this CPU runs [`multiply`].
+    pub fn available() -> bool {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// `input`: the stored bytes of `[input_channels, pixels]`, int8 when `signed`, else uint8.
+    /// Panics unless the weights are bytes ([`super::Taps::are_bytes`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512 VNNI ([`available`]).
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub unsafe fn multiply(op: &QPointwise, input: &[u8], signed: bool, out: &mut [u8]) {
+        let taps = op.taps.quads.as_deref().expect("vnni::multiply: weights beyond 8 bits");
+        let (inputs, outputs, pixels) = (op.input_channels, op.output_channels, op.pixels);
+        let range = output_range(op.output);
+        let quads = inputs.div_ceil(4);
+        let block_len = PIXELS * 4;
+        let blocks = pixels.div_ceil(PIXELS);
+        let mut x = vec![0u8; blocks * quads * block_len];
+        interleave(input, inputs, pixels, signed, &mut x);
+        // Unsigned inputs u = x + 128 (int8) or x (uint8) read u - zero: the zero point's share
+        // of every sum is zero times the channel's weights, taken off where the sum starts.
+        let x_zero = op.x_zero + if signed { 128 } else { 0 };
+        let mut init: Vec<i32> = (0..outputs).map(|o| op.bias[o] - x_zero * op.taps.sums[o]).collect();
+        init.resize(outputs.next_multiple_of(CHANNELS), 0);
+
+        let mut block = [0i32; PIXELS];
+        for b in 0..blocks {
+            let (p0, run) = (b * PIXELS, &x[b * quads * block_len..][..quads * block_len]);
+            let valid = PIXELS.min(pixels - p0);
+            for o0 in (0..outputs).step_by(CHANNELS) {
+                let taps = &taps[o0 * quads..][..CHANNELS * quads];
+                // SAFETY: AVX-512F and VNNI are enabled for this function; every load reads 64
+                // bytes of `run` at q * 128 or q * 128 + 64 for q < quads, in bounds.
+                let acc = unsafe {
+                    let mut acc = [[_mm512_setzero_si512(); 2]; CHANNELS];
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = [_mm512_set1_epi32(init[o0 + j]); 2];
+                    }
+                    for q in 0..quads {
+                        let at = run.as_ptr().add(q * block_len);
+                        let low = _mm512_loadu_si512(at as *const _);
+                        let high = _mm512_loadu_si512(at.add(64) as *const _);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            let w = _mm512_set1_epi32(taps[j * quads + q]);
+                            a[0] = _mm512_dpbusd_epi32(a[0], low, w);
+                            a[1] = _mm512_dpbusd_epi32(a[1], high, w);
+                        }
+                    }
+                    acc
+                };
+                for (j, a) in acc.iter().enumerate().take(outputs - o0) {
+                    // SAFETY: `block` holds 32 i32, two unaligned 16-lane stores.
+                    unsafe {
+                        _mm512_storeu_si512(block.as_mut_ptr() as *mut _, a[0]);
+                        _mm512_storeu_si512(block.as_mut_ptr().add(16) as *mut _, a[1]);
+                    }
+                    let o = o0 + j;
+                    requantize(
+                        &block[..valid],
+                        op.multiplier[o],
+                        op.y_zero,
+                        range,
+                        &mut out[o * pixels + p0..][..valid],
+                    );
+                }
+            }
+        }
+    }
+
+    /// `input` (`[inputs, pixels]` bytes) as [`multiply`] reads it, into `x` (zeros): input
+    /// channels 4q..4q + 3 interleaved pixel by pixel, in blocks of 32 pixels, `[pixel
+    /// blocks][quads][32 pixels][4]`, as unsigned bytes (int8 ones shifted by 128). Channels
+    /// past the last and pixels past the last block stay zero: their weights are zero, their
+    /// sums never stored.
+    #[target_feature(enable = "avx512f")]
+    fn interleave(input: &[u8], inputs: usize, pixels: usize, signed: bool, x: &mut [u8]) {
+        let quads = inputs.div_ceil(4);
+        let block_len = PIXELS * 4;
+        let flip = if signed { 0x80u8 } else { 0 };
+        let zeros = vec![0u8; pixels];
+        for q in 0..quads {
+            // Rows past the last input channel read zeros (flipped like the others: their
+            // weights are zero either way).
+            let rows: [&[u8]; 4] = std::array::from_fn(|k| {
+                let c = 4 * q + k;
+                if c < inputs { &input[c * pixels..][..pixels] } else { &zeros[..] }
+            });
+            // 16 pixels of the four rows at a time: bytes a, b, c, d of each pixel side by
+            // side (unpack bytes, then pairs), 64 bytes out.
+            let mut p = 0;
+            while p + 16 <= pixels {
+                let at = (p / PIXELS * quads + q) * block_len + p % PIXELS * 4;
+                // SAFETY: 16 bytes of each row at p, p + 16 <= pixels; 64 bytes of `x` at `at`,
+                // inside this block's quad (p % 32 is 0 or 16).
+                unsafe {
+                    let flip = _mm_set1_epi8(flip as i8);
+                    let load = |row: &[u8]| _mm_xor_si128(_mm_loadu_si128(row.as_ptr().add(p) as *const _), flip);
+                    let (a, b, c, d) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
+                    let (ab_low, ab_high) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+                    let (cd_low, cd_high) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+                    let dst = x.as_mut_ptr().add(at) as *mut __m128i;
+                    _mm_storeu_si128(dst, _mm_unpacklo_epi16(ab_low, cd_low));
+                    _mm_storeu_si128(dst.add(1), _mm_unpackhi_epi16(ab_low, cd_low));
+                    _mm_storeu_si128(dst.add(2), _mm_unpacklo_epi16(ab_high, cd_high));
+                    _mm_storeu_si128(dst.add(3), _mm_unpackhi_epi16(ab_high, cd_high));
+                }
+                p += 16;
+            }
+            for p in p..pixels {
+                let at = (p / PIXELS * quads + q) * block_len + p % PIXELS * 4;
+                for (k, row) in rows.iter().enumerate() {
+                    x[at + k] = row[p] ^ flip;
                 }
             }
         }
