@@ -55,37 +55,63 @@ fn flops(decluttered: &TypedModel) -> anyhow::Result<f64> {
     Ok(2.0 * fma)
 }
 
-/// Operators ranked by their time in `runs` single-thread runs of the optimised plan.
-pub fn profile(model: &ModelFile, runs: usize) -> anyhow::Result<Profile> {
-    let typed = load(model)?;
-    let flops = flops(&typed.clone().into_decluttered()?)?;
-    let optimised = sporeprint_shared::embedder::optimise(typed)?;
+/// One node of the optimised plan and its time.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeTime {
+    pub name: String,
+    /// tract's name for the optimised operator.
+    pub op: String,
+    /// What the operator says of itself (shapes, kernel, ...).
+    pub info: String,
+    pub ms_per_run: f64,
+}
+
+/// Every node of the optimised plan, in plan order, with its mean time over `runs`
+/// single-thread runs (after one warm-up run), and the optimised model's layout nodes.
+pub fn node_times(model: &ModelFile, runs: usize) -> anyhow::Result<(Vec<NodeTime>, Vec<String>)> {
+    let optimised = sporeprint_shared::embedder::optimise(load(model)?)?;
     let layout_nodes = optimised
         .nodes()
         .iter()
         .filter(|n| is_layout(n.op.name().as_ref()))
         .map(|n| format!("{} ({})", n.name, n.op.name()))
         .collect();
-    let names: Vec<String> = optimised.nodes().iter().map(|n| n.op.name().to_string()).collect();
+    let mut nodes: Vec<NodeTime> = optimised
+        .nodes()
+        .iter()
+        .map(|n| NodeTime {
+            name: n.name.clone(),
+            op: n.op.name().to_string(),
+            info: n.op.info().map(|i| i.join("; ")).unwrap_or_default(),
+            ms_per_run: 0.0,
+        })
+        .collect();
     let plan = SimplePlan::new(optimised)?;
     let mut state = SimpleState::new(&plan)?;
     let shape = plan.model().input_fact(0)?.shape.as_concrete().context("the input shape is not fixed")?.to_vec();
     let input = Tensor::from_shape(&shape, &input_for(&model.spec()))?;
-    let mut per_node = vec![0f64; names.len()];
     state.run(tvec!(input.clone().into_tvalue()))?; // warm-up: buffers, packed weights
-    for _ in 0..runs.max(1) {
+    let runs = runs.max(1);
+    for _ in 0..runs {
         state.run_plan_with_eval(tvec!(input.clone().into_tvalue()), |ctx, op_state, node, inputs| {
             let started = Instant::now();
             let outputs = eval(ctx, op_state, node, inputs);
-            per_node[node.id] += started.elapsed().as_secs_f64() * 1e3;
+            nodes[node.id].ms_per_run += started.elapsed().as_secs_f64() * 1e3 / runs as f64;
             outputs
         })?;
     }
+    Ok((nodes, layout_nodes))
+}
+
+/// Operators ranked by their time in `runs` single-thread runs of the optimised plan.
+pub fn profile(model: &ModelFile, runs: usize) -> anyhow::Result<Profile> {
+    let flops = flops(&load(model)?.into_decluttered()?)?;
+    let (nodes, layout_nodes) = node_times(model, runs)?;
     let mut by_op: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
-    for (name, ms) in names.iter().zip(&per_node) {
-        let entry = by_op.entry(name).or_default();
+    for node in &nodes {
+        let entry = by_op.entry(&node.op).or_default();
         entry.0 += 1;
-        entry.1 += ms / runs.max(1) as f64;
+        entry.1 += node.ms_per_run;
     }
     let total: f64 = by_op.values().map(|(_, ms)| ms).sum();
     let mut ops: Vec<OpTime> = by_op
