@@ -60,9 +60,6 @@ pub fn rewriter() -> Rewriter<()> {
 /// `round_ties_even` and a cast do, in plain arithmetic the compiler vectorises on any x86-64 or
 /// aarch64 (no SSE4.1 `roundps` needed).
 const ROUNDING: f32 = 12_582_912.0;
-/// Requantized values are clamped to this before rounding (well inside the trick's range, well
-/// outside any 8-bit output's).
-const ROUNDING_RANGE: f32 = 1_048_576.0;
 
 /// An f32 of magnitude below 2^22, rounded half to even, as an i32: the [`ROUNDING`] trick (in
 /// [2^23, 2^24) the f32 spacing is 1, so the sum is `v` rounded, its mantissa 2^22 + it), which
@@ -125,14 +122,24 @@ pub(crate) fn output_range(dt: DatumType) -> (i32, i32) {
 /// complement for int8. Inlined into the callers' per-instruction-set versions.
 #[inline(always)]
 pub(crate) fn requantize(acc: &[i32], multiplier: f32, y_zero: i32, range: (i32, i32), out: &mut [u8]) {
+    let (low, high) = requantized_bounds(y_zero, range);
     // min/max rather than clamp, and the rounded value read from the sum's bits rather than by
     // a saturating `as i32`: both compile to one vector instruction each (no NaN or overflow
     // fix-ups, none needed here: the product is finite and clamped).
     for (o, &a) in out.iter_mut().zip(acc) {
         #[allow(clippy::manual_clamp)] // f32::clamp does not vectorise, see above
-        let v = (a as f32 * multiplier).max(-ROUNDING_RANGE).min(ROUNDING_RANGE);
-        *o = (exact_integer(v) + y_zero).clamp(range.0, range.1) as u8;
+        let v = (a as f32 * multiplier).max(low).min(high);
+        *o = (exact_integer(v) + y_zero) as u8;
     }
+}
+
+/// What `acc * multiplier` is clamped to before it is rounded and the zero point added: the
+/// output range less the zero point. Both are integers, so clamping before rounding gives what
+/// rounding, adding the zero point and then clamping to `range` gives, in one step fewer (and
+/// well inside [`exact_integer`]'s range).
+#[inline(always)]
+pub(crate) fn requantized_bounds(y_zero: i32, range: (i32, i32)) -> (f32, f32) {
+    ((range.0 - y_zero) as f32, (range.1 - y_zero) as f32)
 }
 
 /// The stored bytes of an int8 or uint8 input, and whether they are signed.
