@@ -6,7 +6,8 @@
 //! strides 1 and 2, and every 1x1 layer; fp32: every depthwise layer).
 
 use proptest::prelude::*;
-use sporeprint_shared::ops::{self, DirectConv, QConv, QPointwise, direct::Geometry, pointwise::Taps};
+use sporeprint_shared::ops::residual::Dequantize;
+use sporeprint_shared::ops::{self, DirectConv, QAdd, QConv, QPointwise, Quantize, direct::Geometry, pointwise::Taps};
 use std::path::Path;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::nn::DataFormat;
@@ -265,6 +266,63 @@ proptest! {
     }
 }
 
+/// tract's own quantization of one value (`QuantizeLinearU8`/`I8`'s), as a stored byte.
+fn tracts_quantize(x: f32, scale: f32, zero: i32, signed: bool) -> u8 {
+    use tract_onnx::tract_core::ops::quant::{quantize_linear_f32_i8, quantize_linear_f32_u8};
+    if signed { quantize_linear_f32_i8(x, scale, zero) as u8 } else { quantize_linear_f32_u8(x, scale, zero) }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    /// Inputs spread over and beyond the output range (some saturate, many sit on rounding ties
+    /// at scales that are powers of two), NaN included, every length's vector tail.
+    #[test]
+    fn quantize_equals_tracts_quantize_linear(
+        values in prop::collection::vec(prop_oneof![-600.0f32..600.0, (-1200i32..1200).prop_map(|h| h as f32 / 2.0), Just(f32::NAN)], 0..100),
+        scale in prop_oneof![0.01f32..8.0, Just(1.0), Just(0.5), Just(2.0)],
+        zero in 0i32..256,
+        signed: bool,
+    ) {
+        let zero = if signed { zero - 128 } else { zero };
+        let output = if signed { i8::datum_type() } else { u8::datum_type() };
+        let op = Quantize { scale, zero_point: zero, output };
+        let mut out = vec![0u8; values.len()];
+        op.run(&values, &mut out);
+        let expected: Vec<u8> = values.iter().map(|&x| tracts_quantize(x, scale, zero, signed)).collect();
+        prop_assert_eq!(out, expected);
+    }
+
+    /// A residual addition against tract's three steps: each input dequantized as
+    /// `DequantizeLinearF32` does, added in f32, quantized as `QuantizeLinear` does.
+    #[test]
+    fn qadd_equals_dequantize_add_quantize(
+        pairs in prop::collection::vec((any::<u8>(), any::<u8>()), 0..100),
+        scales in (0.01f32..1.0, 0.01f32..1.0, 0.1f32..8.0),
+        zeros in (0i32..256, 0i32..256, 0i32..256),
+        signed in (any::<bool>(), any::<bool>(), any::<bool>()),
+    ) {
+        let shift = |zero: i32, signed: bool| if signed { zero - 128 } else { zero };
+        let a = Dequantize { scale: scales.0, zero_point: shift(zeros.0, signed.0), signed: signed.0 };
+        let b = Dequantize { scale: scales.1, zero_point: shift(zeros.1, signed.1), signed: signed.1 };
+        let output = if signed.2 { i8::datum_type() } else { u8::datum_type() };
+        let sum = Quantize { scale: scales.2, zero_point: shift(zeros.2, signed.2), output };
+        let op = QAdd { a, b, sum: sum.clone() };
+        let (xs, ys): (Vec<u8>, Vec<u8>) = pairs.iter().copied().unzip();
+        let mut out = vec![0u8; xs.len()];
+        op.run(&xs, &ys, &mut out);
+        // DequantizeLinearF32::eval_t: (x.as_() - zero_point) as f32 * scale.
+        let dequantize = |d: &Dequantize, byte: u8| {
+            let x = if d.signed { byte as i8 as i32 } else { byte as i32 };
+            (x - d.zero_point) as f32 * d.scale
+        };
+        let expected: Vec<u8> = pairs
+            .iter()
+            .map(|&(x, y)| tracts_quantize(dequantize(&a, x) + dequantize(&b, y), sum.scale, sum.zero_point, signed.2))
+            .collect();
+        prop_assert_eq!(out, expected);
+    }
+}
+
 /// The shipped int8 embedder, decluttered.
 fn model() -> TypedModel {
     shipped("embedder.int8.onnx")
@@ -307,6 +365,9 @@ fn the_rewritten_model_embeds_as_tracts_own() {
     assert_eq!((stem, depthwise, pointwise), (1, 16, 32), "layers not swapped");
     let left = rewritten.nodes.iter().filter(|n| n.op_as::<tract_onnx::tract_core::ops::cnn::Conv>().is_some()).count();
     assert_eq!(left, 0, "convolutions left to tract");
+    // The image's quantization and the 9 residual additions (every block but the first of the
+    // stages with 2, 2, 3, 3 and 4 blocks: 1 + 1 + 2 + 2 + 3): no quantization left to tract.
+    assert_eq!((count("Quantize"), count("QAdd")), (1, 9), "quantizations not swapped");
     let input = test_input();
     let (a, b) = (embed(reference, &input), embed(rewritten, &input));
     let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();

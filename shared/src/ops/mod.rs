@@ -13,7 +13,9 @@
 //! - [`DirectConv`]: the same direct convolution in f32, for float depthwise layers laid out
 //!   channels first (x86-64; on aarch64 tract lays float graphs out channels last and has a
 //!   NEON kernel for them);
-//! - [`QPointwise`]: quantized 1x1 convolutions (which tract's declutter has made `EinSum`s).
+//! - [`QPointwise`]: quantized 1x1 convolutions (which tract's declutter has made `EinSum`s);
+//! - [`Quantize`] and [`QAdd`]: `QuantizeLinear` vectorised, and a residual addition's
+//!   dequantize, add and quantize in one pass.
 //!
 //! The direct convolutions share one register-blocked loop ([`direct`]). All are plain Rust
 //! loops that the compiler vectorises (row-contiguous accumulation), compiled per instruction set
@@ -28,16 +30,20 @@
 //! inputs' order (`Conv::wire_as_quant_im2col` and `EinSum::q_params`: x, kernel, bias, x0,
 //! x_scale, k0, k_scale, y0, y_scale; a float `Conv`'s: x, kernel, bias),
 //! `Conv::declutter_as_einsum`'s axes (input `[n] c h w`, kernel `o c`, output `[n] o h w`), the
-//! `PaddingSpec::compute` signature, and that `codegen` still leaves unknown ops alone.
+//! `PaddingSpec::compute` signature, that `codegen` still leaves unknown ops alone, and that
+//! `QuantizeLinearU8`/`I8` (`tract_core::ops::quant`) still keep the reciprocal scale and round
+//! as [`residual`] says.
 
 pub mod conv;
 pub mod depthwise;
 pub mod direct;
 pub mod pointwise;
+pub mod residual;
 
 pub use conv::QConv;
 pub use depthwise::DirectConv;
 pub use pointwise::QPointwise;
+pub use residual::{QAdd, Quantize};
 
 use direct::Geometry;
 use std::vec::Vec;
@@ -53,6 +59,7 @@ pub fn rewriter() -> Rewriter<()> {
         .with_rule_for("quantized-conv", conv::rule)
         .with_rule_for("float-depthwise", depthwise::rule)
         .with_rule_for("quantized-pointwise", pointwise::rule)
+        .with_rule_for("quantize", residual::rule)
 }
 
 /// Adding 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to the nearest integer, ties to even
