@@ -4,7 +4,7 @@
 
 use super::direct::{Geometry, MAX_REDUCTION, Plan};
 use super::{Requantization, exact_integer, input_bytes, output_range, output_tensor, quantized_constants, raw_i32};
-use super::{conv_geometry, requantize};
+use super::{conv_geometry, requantized, requantized_bounds};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -57,9 +57,9 @@ fn convolve(op: &QConv, plan: &Plan, taps: &[f32], input: &[u8], signed: bool, o
     let geometry = &op.geometry;
     let outputs = geometry.output_channels / geometry.group;
     let (per_output, plane) = (geometry.reduction(), geometry.output_hw.0 * geometry.output_hw.1);
-    let (mut phases, mut sums, mut exact) = (plan.phases(), vec![0f32; plane], vec![0i32; plane]);
+    let (mut phases, mut sums) = (plan.phases(), vec![0f32; plane]);
     let avx2 = multiversion::target::target_cfg_f!(all(target_feature = "avx2", target_feature = "fma"));
-    let (range, x_zero) = (output_range(op.output), op.x_zero);
+    let (bounds, x_zero) = (requantized_bounds(op.y_zero, output_range(op.output)), op.x_zero);
     for g in 0..geometry.group {
         if signed {
             plan.split(input, g, |x: u8| (x as i8 as i32 - x_zero) as f32, &mut phases);
@@ -68,9 +68,12 @@ fn convolve(op: &QConv, plan: &Plan, taps: &[f32], input: &[u8], signed: bool, o
         }
         for o in g * outputs..(g + 1) * outputs {
             plan.accumulate(&phases, &taps[o * per_output..][..per_output], 0.0, &mut sums, avx2);
-            let bias = op.bias[o];
-            exact.iter_mut().zip(&sums).for_each(|(e, &s)| *e = exact_integer(s) + bias);
-            requantize(&exact, op.multiplier[o], op.y_zero, range, &mut out[o * plane..][..plane]);
+            // The sums are exact integers in f32 (see `direct`): read, biased and requantized
+            // in one pass.
+            let (bias, multiplier) = (op.bias[o], op.multiplier[o]);
+            for (y, &s) in out[o * plane..][..plane].iter_mut().zip(&sums) {
+                *y = requantized(exact_integer(s) + bias, multiplier, op.y_zero, bounds);
+            }
         }
     }
 }

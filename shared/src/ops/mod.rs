@@ -129,15 +129,21 @@ pub(crate) fn output_range(dt: DatumType) -> (i32, i32) {
 /// complement for int8. Inlined into the callers' per-instruction-set versions.
 #[inline(always)]
 pub(crate) fn requantize(acc: &[i32], multiplier: f32, y_zero: i32, range: (i32, i32), out: &mut [u8]) {
-    let (low, high) = requantized_bounds(y_zero, range);
+    let bounds = requantized_bounds(y_zero, range);
+    for (o, &a) in out.iter_mut().zip(acc) {
+        *o = requantized(a, multiplier, y_zero, bounds);
+    }
+}
+
+/// One accumulator requantized, as [`requantize`] says, `bounds` from [`requantized_bounds`].
+#[inline(always)]
+pub(crate) fn requantized(acc: i32, multiplier: f32, y_zero: i32, (low, high): (f32, f32)) -> u8 {
     // min/max rather than clamp, and the rounded value read from the sum's bits rather than by
     // a saturating `as i32`: both compile to one vector instruction each (no NaN or overflow
     // fix-ups, none needed here: the product is finite and clamped).
-    for (o, &a) in out.iter_mut().zip(acc) {
-        #[allow(clippy::manual_clamp)] // f32::clamp does not vectorise, see above
-        let v = (a as f32 * multiplier).max(low).min(high);
-        *o = (exact_integer(v) + y_zero) as u8;
-    }
+    #[allow(clippy::manual_clamp)] // f32::clamp does not vectorise, see above
+    let v = (acc as f32 * multiplier).max(low).min(high);
+    (exact_integer(v) + y_zero) as u8
 }
 
 /// What `acc * multiplier` is clamped to before it is rounded and the zero point added: the
