@@ -4,6 +4,7 @@ use crate::embedder::{self, ModelFile};
 use crate::floor::{self, Peak};
 use crate::machine::Machine;
 use crate::onnx_runtime;
+use crate::paired::{self, Paired};
 use crate::pipeline::{self, Pipeline};
 use crate::profile::{self, Profile};
 use crate::report::{self, Results};
@@ -49,6 +50,10 @@ pub struct Cli {
     /// (`shared::table::MAX_SPECIES`, 10 000).
     #[arg(long, value_delimiter = ',', default_values_t = [200, 1_000, 10_000])]
     pub species: Vec<usize>,
+    /// Paired rounds (tract int8, ONNX Runtime fp32, tract fp32 back to back) per model family
+    /// for the goal verdicts; 0 skips them.
+    #[arg(long, default_value_t = 9)]
+    pub rounds: usize,
     /// Markdown report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub out: PathBuf,
@@ -83,7 +88,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let variants: Vec<String> = manifest.variants.keys().cloned().collect();
+    // Each family with an fp32 and an int8 file gets paired rounds (with ONNX Runtime only).
+    let pairs: Vec<(&ModelFile, &ModelFile)> = if with_ort {
+        models
+            .iter()
+            .filter(|m| m.is_int8())
+            .filter_map(|int8| models.iter().find(|m| m.family == int8.family && !m.is_int8()).map(|fp32| (int8, fp32)))
+            .fold(vec![], |mut pairs, pair| {
+                if !pairs.iter().any(|(i, _): &(&ModelFile, &ModelFile)| i.family == pair.0.family) {
+                    pairs.push(pair);
+                }
+                pairs
+            })
+    } else {
+        vec![]
+    };
     let steps = models.len() * (1 + thread_counts.len() * (1 + usize::from(with_ort)))
+        + pairs.len() * cli.rounds
         + thread_counts.len()
         + variants.len() * 2
         + cli.species.len() * 2;
@@ -147,6 +168,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         profiles.push(profile);
     }
 
+    let mut paired_rounds: Vec<Paired> = vec![];
+    if cli.rounds > 0 {
+        for &(int8, fp32) in &pairs {
+            step(format!("paired rounds, {}", int8.family));
+            let rounds = (cli.rounds, cli.warmup, cli.runs);
+            paired_rounds.push(paired::measure((int8, fp32), (&cli.python, &script), rounds, || bar.inc(1))?);
+        }
+    }
+
     let mut pipelines: Vec<Pipeline> = vec![];
     for variant in &variants {
         step(format!("identify pipeline, {variant}"));
@@ -171,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         warmup: cli.warmup,
         peaks,
         latencies,
+        paired: paired_rounds,
         profiles,
         pipelines,
         memory,

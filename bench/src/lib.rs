@@ -9,6 +9,7 @@ pub mod embedder;
 pub mod floor;
 pub mod machine;
 pub mod onnx_runtime;
+pub mod paired;
 pub mod pi;
 pub mod pipeline;
 pub mod profile;

@@ -3,6 +3,7 @@
 use crate::cli::Latency;
 use crate::floor::Peak;
 use crate::machine::Machine;
+use crate::paired::{FP32_RATIO_MAX, Paired};
 use crate::pi;
 use crate::pipeline::Pipeline;
 use crate::profile::Profile;
@@ -24,6 +25,8 @@ pub struct Results {
     pub warmup: usize,
     pub peaks: Vec<Peak>,
     pub latencies: Vec<Latency>,
+    /// Paired rounds per model family: the goal verdicts.
+    pub paired: Vec<Paired>,
     pub profiles: Vec<Profile>,
     pub pipelines: Vec<Pipeline>,
     /// (variant, MB) of `sporeprint-device identify`.
@@ -146,6 +149,7 @@ pub fn markdown(r: &Results) -> String {
     }
 
     md.push('\n');
+    paired_section(&mut md, &r.paired);
     for family in &families {
         for finding in findings(r, family) {
             let _ = writeln!(md, "- {finding}");
@@ -314,6 +318,41 @@ pub fn markdown(r: &Results) -> String {
 
 /// What the profiles say about the goal, per family: the operator that costs tract the most
 /// against ONNX Runtime's whole fp32 embedding.
+/// The goal verdicts from paired rounds (see [`crate::paired`]); nothing without them.
+fn paired_section(md: &mut String, paired: &[Paired]) {
+    if paired.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Paired rounds (the verdicts to go by on a machine whose speed drifts): each round times tract int8, ONNX \
+         Runtime fp32 and tract fp32 back to back, one thread, medians of its runs; the ratios are medians over the \
+         rounds. Targets: tract int8 <= ONNX Runtime fp32, tract fp32 <= {FP32_RATIO_MAX} x ONNX Runtime fp32.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| model | rounds x runs | tract int8 / ORT fp32 | rounds int8 faster | goal | tract fp32 / ORT fp32 | target |\n\
+         |---|---:|---:|---:|---|---:|---|"
+    );
+    for p in paired {
+        let _ = writeln!(
+            md,
+            "| {} ({}) | {} x {} | {:.2} | {} of {} | {} | {:.2} | {} |",
+            p.family,
+            p.int8_variant,
+            p.rounds.len(),
+            p.runs_per_round,
+            p.int8_ratio(),
+            p.int8_wins(),
+            p.rounds.len(),
+            verdict(p.int8_met()),
+            p.fp32_ratio(),
+            verdict(p.fp32_met())
+        );
+    }
+    md.push('\n');
+}
+
 fn findings(r: &Results, family: &str) -> Vec<String> {
     let ort_fp32 = r
         .latencies
@@ -376,6 +415,7 @@ mod tests {
                     onnx_runtime: vec![(1, spread(4.0))],
                 },
             ],
+            paired: vec![],
             profiles: vec![],
             pipelines: vec![],
             memory: vec![("fp32".into(), 120.0)],
@@ -402,6 +442,22 @@ mod tests {
         assert!(md.contains("\n| model | floor 1T (ms) | tract 1T / floor |\n|---|---:|---:|\n"), "{md}");
         // Pi estimates for fp32 only.
         assert!(md.contains("| net fp32 | ~") && !md.contains("| net int8 | ~"), "{md}");
+    }
+
+    #[test]
+    fn paired_rounds_give_the_goal_verdicts() {
+        use crate::paired::Round;
+        let mut r = results();
+        assert!(!markdown(&r).contains("Paired rounds"), "no section without rounds");
+        let round = |tract_int8, ort_fp32, tract_fp32| Round { tract_int8, ort_fp32, tract_fp32 };
+        r.paired = vec![Paired {
+            family: "net".into(),
+            int8_variant: "int8".into(),
+            runs_per_round: 15,
+            rounds: vec![round(9.0, 10.0, 14.0), round(11.0, 10.0, 16.0), round(9.5, 10.0, 15.0)],
+        }];
+        let md = markdown(&r);
+        assert!(md.contains("| net (int8) | 3 x 15 | 0.95 | 2 of 3 | met | 1.50 | met |"), "{md}");
     }
 
     #[test]
