@@ -97,7 +97,9 @@ impl EvalOp for DirectConv {
         let input = input.as_slice::<f32>()?;
         // Checked here as an error; `run` asserts it for its direct callers.
         ensure!(input.len() == self.geometry.input_len(), "DirectConv: input size");
-        let mut output = Tensor::zero::<f32>(&self.geometry.output_shape(self.format))?;
+        // SAFETY: any bits are an f32, and `run` writes every output value (not zeroed first, as
+        // in `output_tensor`).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.geometry.output_shape(self.format))? };
         self.run(input, output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
         Ok(tvec!(output.into_tvalue()))
     }

@@ -11,7 +11,7 @@
 //! (tract's `scale` is the reciprocal of the ONNX one). A NaN quantizes to the zero point, as in
 //! tract; an infinity to the end of the range it points to (tract's integer addition overflows).
 
-use super::{exact_integer, output_range, output_tensor, requantized_bounds};
+use super::{clamp_number, exact_integer, output_range, output_tensor, requantized_bounds};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -89,8 +89,7 @@ impl Quantize {
     fn byte(&self, x: f32, (low, high): (f32, f32)) -> u8 {
         let v = x * self.scale;
         let v = if v.is_nan() { 0.0 } else { v };
-        #[allow(clippy::manual_clamp)] // f32::clamp does not vectorise (see `requantize`)
-        let v = v.max(low).min(high);
+        let v = clamp_number(v, low, high);
         (exact_integer(v) + self.zero_point) as u8
     }
 
