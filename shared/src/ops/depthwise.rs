@@ -8,9 +8,9 @@
 //! where its `DepthWise` runs a NEON kernel over blocks of 16 channels
 //! (`arm64simd_depthwise_c_f32`): the loop this op would be, so the rule leaves it alone.
 
-use super::conv_geometry;
 use super::direct::{Geometry, MAX_REDUCTION, Plan};
 use super::per_channel_f32;
+use super::{clamp_number, conv_geometry};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -69,7 +69,8 @@ fn convolve(op: &DirectConv, plan: &Plan, input: &[f32], out: &mut [f32]) {
         plan.accumulate(&phases, taps, op.bias[c], out, avx2);
         // Still in cache: a second pass costs little next to the convolution.
         let (low, high) = op.clamp;
-        out.iter_mut().for_each(|v| *v = v.max(low).min(high));
+        // clamp_number gives a NaN the low bound, as f32::max/min do, in fewer instructions.
+        out.iter_mut().for_each(|v| *v = clamp_number(*v, low, high));
     }
 }
 
