@@ -20,8 +20,7 @@ fn main() -> anyhow::Result<()> {
             println!("  {:<28} {:>4} nodes {:>8} ms {:>5.1}%", o.op, o.nodes, ms(o.ms_per_run), 100.0 * o.share);
         }
         if let Some(op) = &op {
-            let (nodes, _) = profile::node_times(&model, 10)?;
-            for n in nodes.iter().filter(|n| &n.op == op) {
+            for n in p.nodes.iter().filter(|n| &n.op == op) {
                 println!("    {:>8} ms  {:<40} {}", ms(n.ms_per_run), n.name, n.info);
             }
         }

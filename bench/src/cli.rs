@@ -88,21 +88,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let variants: Vec<String> = manifest.variants.keys().cloned().collect();
-    // Each family with an fp32 and an int8 file gets paired rounds (with ONNX Runtime only).
-    let pairs: Vec<(&ModelFile, &ModelFile)> = if with_ort {
-        models
-            .iter()
-            .filter(|m| m.is_int8())
-            .filter_map(|int8| models.iter().find(|m| m.family == int8.family && !m.is_int8()).map(|fp32| (int8, fp32)))
-            .fold(vec![], |mut pairs, pair| {
-                if !pairs.iter().any(|(i, _): &(&ModelFile, &ModelFile)| i.family == pair.0.family) {
-                    pairs.push(pair);
-                }
-                pairs
-            })
-    } else {
-        vec![]
-    };
+    // Each family with an fp32 and an int8 file gets paired rounds (with ONNX Runtime only):
+    // its first int8 file against its fp32 one.
+    let mut pairs: Vec<(&ModelFile, &ModelFile)> = vec![];
+    for int8 in models.iter().filter(|m| with_ort && m.is_int8()) {
+        let fp32 = models.iter().find(|m| m.family == int8.family && !m.is_int8());
+        if let Some(fp32) = fp32.filter(|_| !pairs.iter().any(|(i, _)| i.family == int8.family)) {
+            pairs.push((int8, fp32));
+        }
+    }
     let steps = models.len() * (1 + thread_counts.len() * (1 + usize::from(with_ort)))
         + pairs.len() * cli.rounds
         + thread_counts.len()

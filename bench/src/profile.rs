@@ -30,6 +30,9 @@ pub struct Profile {
     /// Nodes of the optimised plan that only move data between layouts.
     pub layout_nodes: Vec<String>,
     pub ops: Vec<OpTime>,
+    /// Every node's time, in plan order (for `--nodes`; the report keeps the per-operator sums).
+    #[serde(skip)]
+    pub nodes: Vec<NodeTime>,
 }
 
 /// The model with the input shape its file declares (the exporter writes a fixed one).
@@ -68,8 +71,8 @@ pub struct NodeTime {
 
 /// Every node of the optimised plan, in plan order, with its mean time over `runs`
 /// single-thread runs (after one warm-up run), and the optimised model's layout nodes.
-pub fn node_times(model: &ModelFile, runs: usize) -> anyhow::Result<(Vec<NodeTime>, Vec<String>)> {
-    let optimised = sporeprint_shared::embedder::optimise(load(model)?)?;
+fn node_times(typed: TypedModel, model: &ModelFile, runs: usize) -> anyhow::Result<(Vec<NodeTime>, Vec<String>)> {
+    let optimised = sporeprint_shared::embedder::optimise(typed)?;
     let layout_nodes = optimised
         .nodes()
         .iter()
@@ -105,8 +108,9 @@ pub fn node_times(model: &ModelFile, runs: usize) -> anyhow::Result<(Vec<NodeTim
 
 /// Operators ranked by their time in `runs` single-thread runs of the optimised plan.
 pub fn profile(model: &ModelFile, runs: usize) -> anyhow::Result<Profile> {
-    let flops = flops(&load(model)?.into_decluttered()?)?;
-    let (nodes, layout_nodes) = node_times(model, runs)?;
+    let typed = load(model)?;
+    let flops = flops(&typed.clone().into_decluttered()?)?;
+    let (nodes, layout_nodes) = node_times(typed, model, runs)?;
     let mut by_op: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
     for node in &nodes {
         let entry = by_op.entry(&node.op).or_default();
@@ -119,7 +123,7 @@ pub fn profile(model: &ModelFile, runs: usize) -> anyhow::Result<Profile> {
         .map(|(op, (nodes, ms))| OpTime { op: op.to_string(), nodes, ms_per_run: ms, share: ms / total })
         .collect();
     ops.sort_by(|a, b| b.ms_per_run.total_cmp(&a.ms_per_run));
-    Ok(Profile { model: model.label(), flops, layout_nodes, ops })
+    Ok(Profile { model: model.label(), flops, layout_nodes, ops, nodes })
 }
 
 /// Operators that only reorder or reshape data.

@@ -135,8 +135,7 @@ impl Plan {
 
     /// A buffer for one group's padded phase-split input rows, zero where nothing is written.
     pub(crate) fn phases(&self) -> Vec<f32> {
-        let g = &self.geometry;
-        vec![0.0; g.input_channels / g.group * self.rows * self.row_len]
+        vec![0.0; self.phases_len()]
     }
 
     /// Writes group `g`'s input channels (`values(c, x)` for channel `c` of the image, `x` one
