@@ -32,15 +32,18 @@ fn depthwise(channels: usize, side: usize, kernel: usize, stride: usize) -> Geom
 }
 
 /// Lite0's depthwise layers, one of each shape.
-const DEPTHWISE: [(usize, usize, usize, usize); 8] = [
+const DEPTHWISE: [(usize, usize, usize, usize); 11] = [
     (32, 112, 3, 1),
     (96, 112, 3, 2),
     (144, 56, 3, 1),
     (144, 56, 5, 2),
     (240, 28, 5, 1),
+    (240, 28, 3, 2),
     (480, 14, 3, 1),
     (672, 14, 5, 1),
+    (672, 14, 5, 2),
     (1152, 7, 5, 1),
+    (1152, 7, 3, 1),
 ];
 
 fn macs(g: &Geometry) -> u64 {

@@ -2,9 +2,9 @@
 //! and the rule that swaps tract's quantized `Conv` for it where that wins: depthwise layers and
 //! the stem (few input values per output value).
 
-use super::direct::{Geometry, MAX_REDUCTION, Plan};
+use super::direct::{Bytes, Geometry, MAX_REDUCTION, Plan};
 use super::{Requantization, exact_integer, input_bytes, output_range, output_tensor, quantized_constants, raw_i32};
-use super::{conv_geometry, requantized, requantized_bounds};
+use super::{clamp_number, conv_geometry, requantized, requantized_bounds};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -59,22 +59,80 @@ fn convolve(op: &QConv, plan: &Plan, taps: &[f32], input: &[u8], signed: bool, o
     let (per_output, plane) = (geometry.reduction(), geometry.output_hw.0 * geometry.output_hw.1);
     let (mut phases, mut sums) = (plan.phases(), vec![0f32; plane]);
     let avx2 = multiversion::target::target_cfg_f!(all(target_feature = "avx2", target_feature = "fma"));
-    let (bounds, x_zero) = (requantized_bounds(op.y_zero, output_range(op.output)), op.x_zero);
+    let (range, x_zero) = (output_range(op.output), op.x_zero);
     for g in 0..geometry.group {
-        if signed {
-            plan.split(input, g, |x: u8| (x as i8 as i32 - x_zero) as f32, &mut phases);
-        } else {
-            plan.split(input, g, |x: u8| (x as i32 - x_zero) as f32, &mut phases);
-        }
+        plan.split(input, g, &Bytes { signed, x_zero }, &mut phases, avx2);
         for o in g * outputs..(g + 1) * outputs {
-            plan.accumulate(&phases, &taps[o * per_output..][..per_output], 0.0, &mut sums, avx2);
-            // The sums are exact integers in f32 (see `direct`): read, biased and requantized
-            // in one pass.
-            let (bias, multiplier) = (op.bias[o], op.multiplier[o]);
-            for (y, &s) in out[o * plane..][..plane].iter_mut().zip(&sums) {
-                *y = requantized(exact_integer(s) + bias, multiplier, op.y_zero, bounds);
+            let (bias, multiplier, out) = (op.bias[o], op.multiplier[o], &mut out[o * plane..][..plane]);
+            if bias.unsigned_abs() <= EXACT_BIAS {
+                // The sums start from the bias: exact in f32 (see EXACT_BIAS), one pass less.
+                plan.accumulate(&phases, &taps[o * per_output..][..per_output], bias as f32, &mut sums, avx2);
+                requantize_sums(&sums, multiplier, op.y_zero, range, out, avx2);
+            } else {
+                plan.accumulate(&phases, &taps[o * per_output..][..per_output], 0.0, &mut sums, avx2);
+                let bounds = requantized_bounds(op.y_zero, range);
+                for (y, &s) in out.iter_mut().zip(&sums) {
+                    *y = requantized(exact_integer(s) + bias, multiplier, op.y_zero, bounds);
+                }
             }
         }
+    }
+}
+
+/// The largest bias the sums may start from: with at most [`MAX_REDUCTION`] products of at most
+/// 255 x 255 (below 2^21 together), every partial sum stays below 2^24, which f32 holds exactly.
+const EXACT_BIAS: u32 = 1 << 23;
+
+/// One output plane's sums (exact integers in f32) requantized as [`super::requantize`] does,
+/// to the same bytes: 16 at a time in AVX2 registers when `avx2` (true only in code that runs
+/// on CPUs with AVX2, as `Plan::accumulate`'s).
+#[inline(always)]
+fn requantize_sums(sums: &[f32], multiplier: f32, y_zero: i32, range: (i32, i32), out: &mut [u8], avx2: bool) {
+    // SAFETY: the CPU has AVX2 (this function's doc).
+    #[cfg(target_arch = "x86_64")]
+    let done = if avx2 { unsafe { avx2::requantize_sums(sums, multiplier, y_zero, range, out) } } else { 0 };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = {
+        let _ = avx2; // Only x86-64 has the kernel.
+        0
+    };
+    let bounds = requantized_bounds(y_zero, range);
+    for (y, &s) in out[done..].iter_mut().zip(&sums[done..]) {
+        *y = (exact_integer(clamp_number(s * multiplier, bounds.0, bounds.1)) + y_zero) as u8;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use core::arch::x86_64::*;
+
+    /// [`super::requantize_sums`]' whole blocks of 16; returns how many values it wrote.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn requantize_sums(
+        sums: &[f32],
+        multiplier: f32,
+        y_zero: i32,
+        range: (i32, i32),
+        out: &mut [u8],
+    ) -> usize {
+        let m = _mm256_set1_ps(multiplier);
+        let blocks = sums.len().min(out.len()) / 16;
+        for b in 0..blocks {
+            let (sums, out) = (&sums[16 * b..][..16], &mut out[16 * b..][..16]);
+            // SAFETY: 16 values of `sums`, 16 bytes of `out` (the slices above).
+            unsafe {
+                let scaled = [
+                    _mm256_mul_ps(_mm256_loadu_ps(sums.as_ptr()), m),
+                    _mm256_mul_ps(_mm256_loadu_ps(sums.as_ptr().add(8)), m),
+                ];
+                _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, crate::ops::avx2::bytes(scaled, y_zero, range));
+            }
+        }
+        16 * blocks
     }
 }
 

@@ -8,7 +8,7 @@
 //! where its `DepthWise` runs a NEON kernel over blocks of 16 channels
 //! (`arm64simd_depthwise_c_f32`): the loop this op would be, so the rule leaves it alone.
 
-use super::direct::{Geometry, MAX_REDUCTION, Plan};
+use super::direct::{Floats, Geometry, MAX_REDUCTION, Plan};
 use super::per_channel_f32;
 use super::{clamp_number, conv_geometry};
 use std::vec::Vec;
@@ -63,7 +63,7 @@ fn convolve(op: &DirectConv, plan: &Plan, input: &[f32], out: &mut [f32]) {
     let avx2 = multiversion::target::target_cfg_f!(all(target_feature = "avx2", target_feature = "fma"));
     let mut phases = plan.phases();
     for c in 0..geometry.group {
-        plan.split(input, c, |x: f32| x, &mut phases);
+        plan.split(input, c, &Floats, &mut phases, avx2);
         let taps = &op.taps[c * per_channel..][..per_channel];
         let out = &mut out[c * plane..][..plane];
         plan.accumulate(&phases, taps, op.bias[c], out, avx2);

@@ -117,7 +117,8 @@ impl Plan {
             .collect();
         let last_read =
             columns.iter().map(|&(_, first)| first).max().unwrap_or(0) + geometry.output_hw.1.next_multiple_of(BLOCK);
-        let len = last_read.max(margin + w.div_ceil(sw));
+        // The AVX2 split writes a phase's values eight at a time, zeros past the last.
+        let len = last_read.max(margin + w.div_ceil(sw).next_multiple_of(8));
         let (h, (kh, kw), sh, ph) = (geometry.input_hw.0, geometry.kernel, geometry.stride.0, geometry.pad_before.0);
         let row_len = sw * len;
         let rows = (ph + h).max(geometry.output_hw.0.saturating_sub(1) * sh + kh);
@@ -138,39 +139,38 @@ impl Plan {
         vec![0.0; self.phases_len()]
     }
 
-    /// Writes group `g`'s input channels (`values(c, x)` for channel `c` of the image, `x` one
-    /// of its stored values) into `phases`, split as [`Plan`] says. Margins, tails and padding
-    /// rows are never written: they stay zero.
+    /// Writes group `g`'s input channels (their stored values as `values` reads them) into
+    /// `phases`, split as [`Plan`] says. Margins, tails and padding rows are never written:
+    /// they stay zero.
+    ///
+    /// `avx2`: split strides 1 and 2 with the AVX2 kernels ([`Values::split_row_avx2`]); as
+    /// [`Plan::accumulate`]'s, true only from code that runs on CPUs with AVX2.
     #[inline(always)]
-    pub(crate) fn split<T: Copy>(&self, input: &[T], g: usize, value: impl Fn(T) -> f32, phases: &mut [f32]) {
+    pub(crate) fn split<T: Copy, V: Values<T>>(
+        &self,
+        input: &[T],
+        g: usize,
+        values: &V,
+        phases: &mut [f32],
+        avx2: bool,
+    ) {
         let geometry = &self.geometry;
         let ((h, w), sw, top) = (geometry.input_hw, geometry.stride.1, geometry.pad_before.0);
         let inputs = geometry.input_channels / geometry.group;
-        let row_len = self.row_len;
-        for (i, plane) in input[g * inputs * h * w..][..inputs * h * w].chunks_exact(h * w).enumerate() {
-            for (y, row) in plane.chunks_exact(w).enumerate() {
+        let (row_len, first) = (self.row_len, g * inputs * h * w);
+        for i in 0..inputs {
+            for y in 0..h {
+                let start = first + (i * h + y) * w;
                 let split = &mut phases[(i * self.rows + top + y) * row_len..][..row_len];
-                if sw == 1 {
-                    // Contiguous: a plain loop the compiler vectorises (step_by(1) is not one).
-                    let dst = &mut split[self.margin..][..w];
-                    dst.iter_mut().zip(row).for_each(|(d, &x)| *d = value(x));
-                } else if sw == 2 {
-                    // Even and odd columns from pairs: a de-interleave the compiler vectorises
-                    // (step_by(2) stays scalar).
-                    let (even, odd) = split.split_at_mut(self.len);
-                    let (even, odd) = (&mut even[self.margin..], &mut odd[self.margin..]);
-                    for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
-                        (*e, *o) = (value(pair[0]), value(pair[1]));
-                    }
-                    if w % 2 == 1 {
-                        even[w / 2] = value(row[w - 1]);
-                    }
-                } else {
-                    for p in 0..sw {
-                        let dst = &mut split[p * self.len + self.margin..];
-                        dst.iter_mut().zip(row.iter().skip(p).step_by(sw)).for_each(|(d, &x)| *d = value(x));
-                    }
+                #[cfg(target_arch = "x86_64")]
+                if avx2 && sw <= 2 {
+                    // SAFETY: `avx2` is true only on CPUs with AVX2 (this function's doc).
+                    unsafe { values.split_row_avx2(&input[start..], w, sw, split, self.margin, self.len) };
+                    continue;
                 }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = avx2; // Only x86-64 has the kernels.
+                split_row(&input[start..][..w], sw, |x| values.value(x), split, self.margin, self.len);
             }
         }
     }
@@ -203,67 +203,166 @@ impl Plan {
         g.input_channels / g.group * self.rows * self.row_len
     }
 
-    /// [`Plan::accumulate`] for `N` taps (0: any number), [`ROWS`] output rows at a time, then
-    /// the last (at most three) two and one at a time.
+    /// [`Plan::accumulate`] for `N` taps (0: any number): rows of at most half a block
+    /// (EfficientNet's 7x7 layers) take half a block, which wastes less of each vector, eight
+    /// rows at a time; wider rows full blocks, four rows at a time. Either way eight registers
+    /// of sums are in flight ([`ROWS`]).
     #[inline(always)]
     fn rows<const N: usize>(&self, phases: &[f32], taps: &[f32], init: f32, out: &mut [f32], avx2: bool) {
         // Slices of the constant length N: the loops over them unroll.
         let (reads, taps) = if N > 0 { (&self.reads[..N], &taps[..N]) } else { (&self.reads[..], taps) };
-        let oh = self.geometry.output_hw.0;
+        let (oh, ow) = self.geometry.output_hw;
+        let sums = Sums { plan: self, reads, taps, phases, init, avx2 };
         let mut oy = 0;
-        while oy + ROWS <= oh {
-            self.row_group::<ROWS>(reads, taps, phases, init, oy, out, avx2);
-            oy += ROWS;
-        }
-        if oy + 2 <= oh {
-            self.row_group::<2>(reads, taps, phases, init, oy, out, avx2);
-            oy += 2;
-        }
-        if oy < oh {
-            self.row_group::<1>(reads, taps, phases, init, oy, out, avx2);
+        if ow <= BLOCK / 2 {
+            const R: usize = 2 * ROWS;
+            while oy + R <= oh {
+                sums.row_group::<{ BLOCK / 2 }, R>(oy, out);
+                oy += R;
+            }
+            // The last rows together, as many chains as rows: a 7x7 layer's 7 rows in one group
+            // rather than 4, 2 and 1, each waiting on the adder at every tap.
+            match oh - oy {
+                0 => {}
+                1 => sums.row_group::<{ BLOCK / 2 }, 1>(oy, out),
+                2 => sums.row_group::<{ BLOCK / 2 }, 2>(oy, out),
+                3 => sums.row_group::<{ BLOCK / 2 }, 3>(oy, out),
+                4 => sums.row_group::<{ BLOCK / 2 }, 4>(oy, out),
+                5 => sums.row_group::<{ BLOCK / 2 }, 5>(oy, out),
+                6 => sums.row_group::<{ BLOCK / 2 }, 6>(oy, out),
+                _ => sums.row_group::<{ BLOCK / 2 }, 7>(oy, out),
+            }
+        } else {
+            while oy + ROWS <= oh {
+                sums.row_group::<BLOCK, ROWS>(oy, out);
+                oy += ROWS;
+            }
+            match oh - oy {
+                0 => {}
+                1 => sums.row_group::<BLOCK, 1>(oy, out),
+                2 => sums.row_group::<BLOCK, 2>(oy, out),
+                _ => sums.row_group::<BLOCK, 3>(oy, out),
+            }
         }
     }
+}
 
-    /// Output rows `oy..oy + R`, block of columns by block of columns.
+/// What every group of output rows of one output channel reads: [`Plan::rows`]' arguments.
+struct Sums<'a> {
+    plan: &'a Plan,
+    reads: &'a [usize],
+    taps: &'a [f32],
+    phases: &'a [f32],
+    init: f32,
+    avx2: bool,
+}
+
+impl Sums<'_> {
+    /// Output rows `oy..oy + R`, `W` columns at a time.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)] // one call site, inlined: a struct would only rename them
-    fn row_group<const R: usize>(
-        &self,
-        reads: &[usize],
-        taps: &[f32],
-        phases: &[f32],
-        init: f32,
-        oy: usize,
-        out: &mut [f32],
-        avx2: bool,
-    ) {
-        let ow = self.geometry.output_hw.1;
-        let step = self.geometry.stride.0 * self.row_len;
+    fn row_group<const W: usize, const R: usize>(&self, oy: usize, out: &mut [f32]) {
+        let plan = self.plan;
+        let ow = plan.geometry.output_hw.1;
+        let step = plan.geometry.stride.0 * plan.row_len;
         let rows = &mut out[oy * ow..][..R * ow];
         // SAFETY (the calls below): `Plan::new` sized the phases (checked in `accumulate`) so that
         // every read of output row oy + r < oh, `(oy + r) * step + read + column + W` with
         // column < ow rounded up to a BLOCK, is in bounds.
-        let at = unsafe { phases.as_ptr().add(oy * step) };
-        // Rows of at most half a block (EfficientNet's 7x7 layers) take half a block, which
-        // wastes less of each vector.
-        if ow <= BLOCK / 2 {
-            unsafe { sum_columns::<{ BLOCK / 2 }, R>(reads, taps, at, step, init, 0, rows, avx2) };
-        } else {
-            // A plain loop: `step_by(..).for_each` calls a `fold` that is not inlined, so it
-            // would be compiled for the baseline instruction set, not the caller's.
-            let mut column = 0;
-            while column < ow {
-                unsafe { sum_columns::<BLOCK, R>(reads, taps, at, step, init, column, rows, avx2) };
-                column += BLOCK;
-            }
+        let at = unsafe { self.phases.as_ptr().add(oy * step) };
+        // A plain loop: `step_by(..).for_each` calls a `fold` that is not inlined, so it would be
+        // compiled for the baseline instruction set, not the caller's.
+        let mut column = 0;
+        while column < ow {
+            unsafe { sum_columns::<W, R>(self.reads, self.taps, at, step, self.init, column, rows, self.avx2) };
+            column += W;
+        }
+    }
+}
+
+/// How a convolution's stored input values become the f32 its sums read.
+pub(crate) trait Values<T: Copy> {
+    fn value(&self, x: T) -> f32;
+
+    /// One input row (the first `w` values of `rest`, which runs on to the end of the input)
+    /// split into `split` as [`split_row`] does, for strides 1 and 2, eight values at a time;
+    /// zeros past each phase's last value, up to a multiple of eight (within `len`, see
+    /// [`Plan::new`]).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn split_row_avx2(&self, rest: &[T], w: usize, sw: usize, split: &mut [f32], margin: usize, len: usize);
+}
+
+/// Quantized inputs: int8 (`signed`) or uint8 bytes, less the zero point.
+pub(crate) struct Bytes {
+    pub signed: bool,
+    pub x_zero: i32,
+}
+
+impl Values<u8> for Bytes {
+    #[inline(always)]
+    fn value(&self, x: u8) -> f32 {
+        (if self.signed { x as i8 as i32 } else { x as i32 } - self.x_zero) as f32
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn split_row_avx2(&self, rest: &[u8], w: usize, sw: usize, split: &mut [f32], margin: usize, len: usize) {
+        // SAFETY: as this function's.
+        unsafe { avx2::bytes_row(rest, w, sw, self, split, margin, len) }
+    }
+}
+
+/// Float inputs, as they are.
+pub(crate) struct Floats;
+
+impl Values<f32> for Floats {
+    #[inline(always)]
+    fn value(&self, x: f32) -> f32 {
+        x
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn split_row_avx2(&self, rest: &[f32], w: usize, sw: usize, split: &mut [f32], margin: usize, len: usize) {
+        // SAFETY: as this function's.
+        unsafe { avx2::floats_row(&rest[..w], sw, split, margin, len) }
+    }
+}
+
+/// One input row split into its stride's phases: `split` holds `sw` phases of `len` values,
+/// the row's values start at index `margin` of each.
+#[inline(always)]
+fn split_row<T: Copy>(row: &[T], sw: usize, value: impl Fn(T) -> f32, split: &mut [f32], margin: usize, len: usize) {
+    let w = row.len();
+    if sw == 1 {
+        // Contiguous: a plain loop the compiler vectorises (step_by(1) is not one).
+        let dst = &mut split[margin..][..w];
+        dst.iter_mut().zip(row).for_each(|(d, &x)| *d = value(x));
+    } else if sw == 2 {
+        // Even and odd columns from pairs: a de-interleave the compiler vectorises (step_by(2)
+        // stays scalar).
+        let (even, odd) = split.split_at_mut(len);
+        let (even, odd) = (&mut even[margin..], &mut odd[margin..]);
+        for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+            (*e, *o) = (value(pair[0]), value(pair[1]));
+        }
+        if w % 2 == 1 {
+            even[w / 2] = value(row[w - 1]);
+        }
+    } else {
+        for p in 0..sw {
+            let dst = &mut split[p * len + margin..];
+            dst.iter_mut().zip(row.iter().skip(p).step_by(sw)).for_each(|(d, &x)| *d = value(x));
         }
     }
 }
 
 /// Output rows summed together: each row's sums are a chain of dependent multiply-adds (as long
 /// as the kernel has taps), and one chain at a time waits on the adder's latency (4 cycles on
-/// recent x86-64 and Arm cores) at every tap. Four rows are four independent chains that share
-/// each tap's broadcast and read offset.
+/// recent x86-64 and Arm cores) at every tap. Four rows of two registers are eight independent
+/// chains that share each tap's broadcast and read offset.
 const ROWS: usize = 4;
 
 /// `W` output columns from `column` on of `R` output rows: `init` plus every tap times the `W`
@@ -376,5 +475,146 @@ mod avx2 {
             }
         }
         sums
+    }
+
+    /// [`super::Values::split_row_avx2`] for bytes: 8 (stride 1) or 16 (stride 2, split into
+    /// even and odd bytes by one shuffle) at a time, widened to i32, less the zero point,
+    /// converted, the lanes past the row masked to zero. Reads past the row (the next row's
+    /// bytes, masked) where `rest` has them, else from a copy padded with zeros.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)] // inlined into the split's loop
+    pub(super) unsafe fn bytes_row(
+        rest: &[u8],
+        w: usize,
+        sw: usize,
+        values: &super::Bytes,
+        split: &mut [f32],
+        margin: usize,
+        len: usize,
+    ) {
+        let (zero, signed) = (_mm256_set1_epi32(values.x_zero), values.signed);
+        let floats = |bytes: __m128i| -> __m256 {
+            let ints = if signed { _mm256_cvtepi8_epi32(bytes) } else { _mm256_cvtepu8_epi32(bytes) };
+            _mm256_cvtepi32_ps(_mm256_sub_epi32(ints, zero))
+        };
+        // The last bytes, fewer than a whole load: past the row where `rest` goes on (masked
+        // out), else from a copy padded with zeros.
+        let tail = |at: usize| -> __m128i {
+            let mut padded = [0u8; 16];
+            let n = rest.len().min(at + 16) - at;
+            padded[..n].copy_from_slice(&rest[at..][..n]);
+            // SAFETY: 16 bytes of `padded`.
+            unsafe { _mm_loadu_si128(padded.as_ptr() as *const __m128i) }
+        };
+        let load = |at: usize| -> __m128i {
+            if at + 16 <= rest.len() {
+                // SAFETY: 16 bytes of `rest` from `at`.
+                unsafe { _mm_loadu_si128(rest.as_ptr().add(at) as *const __m128i) }
+            } else {
+                tail(at)
+            }
+        };
+        let count = if sw == 1 { w } else { w.div_ceil(2) };
+        assert!(w <= rest.len() && margin + count.next_multiple_of(8) <= len && sw * len <= split.len(), "split_row");
+        // SAFETY (the stores): chunks of 8 from index k < count of a phase, within its `len`
+        // (checked above).
+        let (even_at, odd_at) = unsafe { (split.as_mut_ptr().add(margin), split.as_mut_ptr().add(len + margin)) };
+        let mut k = 0;
+        if sw == 1 {
+            // Whole chunks: 8 bytes of the row, nothing to mask.
+            while k + 8 <= w {
+                // SAFETY: bytes k..k + 8 of the row; the store as above.
+                unsafe {
+                    _mm256_storeu_ps(even_at.add(k), floats(_mm_loadl_epi64(rest.as_ptr().add(k) as *const __m128i)))
+                };
+                k += 8;
+            }
+            if k < w {
+                let v = _mm256_and_ps(floats(load(k)), first_lanes(w - k));
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_ps(even_at.add(k), v) };
+            }
+        } else {
+            let odd = w / 2;
+            let deinterleave = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+            while k < count {
+                let whole = 2 * k + 16 <= w;
+                // SAFETY: 16 bytes of the row from 2k when `whole`.
+                let bytes = if whole {
+                    unsafe { _mm_loadu_si128(rest.as_ptr().add(2 * k) as *const __m128i) }
+                } else {
+                    load(2 * k)
+                };
+                let bytes = _mm_shuffle_epi8(bytes, deinterleave);
+                let (mut even, mut odd_values) = (floats(bytes), floats(_mm_srli_si128::<8>(bytes)));
+                if !whole {
+                    even = _mm256_and_ps(even, first_lanes(count - k));
+                    odd_values = _mm256_and_ps(odd_values, first_lanes(odd.saturating_sub(k)));
+                }
+                // SAFETY: as above.
+                unsafe {
+                    _mm256_storeu_ps(even_at.add(k), even);
+                    _mm256_storeu_ps(odd_at.add(k), odd_values);
+                }
+                k += 8;
+            }
+        }
+    }
+
+    /// [`super::Values::split_row_avx2`] for floats: masked loads (nothing read past `row`),
+    /// de-interleaved by shuffles at stride 2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn floats_row(row: &[f32], sw: usize, split: &mut [f32], margin: usize, len: usize) {
+        let w = row.len();
+        let count = w.div_ceil(sw);
+        assert!(margin + count.next_multiple_of(8) <= len && sw * len <= split.len(), "split_row");
+        // Eight values from `at`: a plain load where the row has them all, else a masked one
+        // (nothing read past the row; the lanes past it zero).
+        let load = |at: usize| {
+            if at + 8 <= w {
+                // SAFETY: 8 values of the row from `at`.
+                unsafe { _mm256_loadu_ps(row.as_ptr().add(at)) }
+            } else {
+                let mask = _mm256_castps_si256(first_lanes(w.saturating_sub(at)));
+                // SAFETY: the masked lanes are the row's, in bounds; the others are not read.
+                unsafe { _mm256_maskload_ps(row.as_ptr().add(at.min(w)), mask) }
+            }
+        };
+        // SAFETY (the stores): chunks of 8 from index k < count of a phase, within its `len`
+        // (checked above).
+        let (even_at, odd_at) = unsafe { (split.as_mut_ptr().add(margin), split.as_mut_ptr().add(len + margin)) };
+        if sw == 1 {
+            for k in (0..w).step_by(8) {
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_ps(even_at.add(k), load(k)) };
+            }
+        } else {
+            // Within 128-bit lanes [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pieces in order.
+            let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+            for k in (0..count).step_by(8) {
+                let (a, b) = (load(2 * k), load(2 * k + 8));
+                // SAFETY: as above.
+                unsafe {
+                    _mm256_storeu_ps(even_at.add(k), order(_mm256_shuffle_ps::<0b10_00_10_00>(a, b)));
+                    _mm256_storeu_ps(odd_at.add(k), order(_mm256_shuffle_ps::<0b11_01_11_01>(a, b)));
+                }
+            }
+        }
+    }
+
+    /// All ones in the first `n` of eight 32-bit lanes (all of them from 8 on), zeros after.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn first_lanes(n: usize) -> __m256 {
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes))
     }
 }

@@ -163,6 +163,31 @@ pub(crate) fn requantized_bounds(y_zero: i32, range: (i32, i32)) -> (f32, f32) {
     ((range.0 - y_zero) as f32, (range.1 - y_zero) as f32)
 }
 
+/// x86-64 pieces the quantized kernels share.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use super::requantized_bounds;
+    use core::arch::x86_64::*;
+
+    /// 16 scaled values (two registers: accumulators times their multiplier) as the bytes
+    /// [`super::requantize`] makes of them, in registers: the bounds clamp before rounding
+    /// ([`requantized_bounds`]), rounding is the CPU's own (`vcvtps2dq` rounds half to even, the
+    /// default mode), and the clamped values fit the saturating packs to 16 and then 8 bits
+    /// exactly.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn bytes(scaled: [__m256; 2], y_zero: i32, range: (i32, i32)) -> __m128i {
+        let (low, high) = requantized_bounds(y_zero, range);
+        let (low, high, zero) = (_mm256_set1_ps(low), _mm256_set1_ps(high), _mm256_set1_epi32(y_zero));
+        let value = |v: __m256| _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, low), high)), zero);
+        // packs works within 128-bit lanes: [a0-3 b0-3 | a4-7 b4-7], put back in order.
+        let words = _mm256_packs_epi32(value(scaled[0]), value(scaled[1]));
+        let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
+        let (first, second) = (_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words));
+        if range.0 < 0 { _mm_packs_epi16(first, second) } else { _mm_packus_epi16(first, second) }
+    }
+}
+
 /// The stored bytes of an int8 or uint8 input, and whether they are signed.
 pub(crate) fn input_bytes<'a>(input: &'a TValue, op: &str) -> TractResult<(&'a [u8], bool)> {
     let signed = match input.datum_type().unquantized() {

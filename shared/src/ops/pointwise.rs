@@ -192,7 +192,6 @@ fn multiply(op: &QPointwise, x: &[i16], out: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 pub mod avx2 {
     use super::{AVX2_CHANNELS as CHANNELS, QPointwise, output_range, value};
-    use crate::ops::requantized_bounds;
     use core::arch::x86_64::*;
     use std::vec::Vec;
 
@@ -294,24 +293,13 @@ pub mod avx2 {
     }
 
     /// 16 accumulators (two registers) requantized as [`super::requantize`] does, to the same
-    /// bytes, in registers: the bounds clamp before rounding ([`requantized_bounds`]), rounding
-    /// is the CPU's own (`vcvtps2dq` rounds half to even, the default mode), and the clamped
-    /// values fit the saturating packs to 16 and then 8 bits exactly.
+    /// bytes ([`crate::ops::avx2::bytes`]).
     #[inline]
     #[target_feature(enable = "avx2")]
     fn requantize(acc: &[__m256i; 2], multiplier: f32, y_zero: i32, range: (i32, i32)) -> __m128i {
-        let (low, high) = requantized_bounds(y_zero, range);
-        let (m, low, high, zero) =
-            (_mm256_set1_ps(multiplier), _mm256_set1_ps(low), _mm256_set1_ps(high), _mm256_set1_epi32(y_zero));
-        let value = |a: __m256i| {
-            let v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), m), low), high);
-            _mm256_add_epi32(_mm256_cvtps_epi32(v), zero)
-        };
-        // packs works within 128-bit lanes: [a0-3 b0-3 | a4-7 b4-7], put back in order.
-        let words = _mm256_packs_epi32(value(acc[0]), value(acc[1]));
-        let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
-        let (first, second) = (_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words));
-        if range.0 < 0 { _mm_packs_epi16(first, second) } else { _mm_packus_epi16(first, second) }
+        let m = _mm256_set1_ps(multiplier);
+        let scaled = [_mm256_mul_ps(_mm256_cvtepi32_ps(acc[0]), m), _mm256_mul_ps(_mm256_cvtepi32_ps(acc[1]), m)];
+        crate::ops::avx2::bytes(scaled, y_zero, range)
     }
 }
 
