@@ -112,6 +112,39 @@ proptest! {
     }
 }
 
+/// A bias beyond 2^23: the op must not start its f32 sums from it. Here nine products of 1 on a
+/// bias of 2^25, where f32's spacing is 4: added one by one in f32 each rounds away (the sum
+/// stays 2^25), added as integers they make 2^25 + 9, which the multiplier puts just past a
+/// rounding boundary (0.5).
+#[test]
+fn a_large_bias_is_added_as_an_integer() {
+    let bias = 1 << 25;
+    let op = QConv {
+        geometry: Geometry {
+            input_channels: 1,
+            output_channels: 1,
+            group: 1,
+            input_hw: (3, 3),
+            output_hw: (1, 1),
+            kernel: (3, 3),
+            stride: (1, 1),
+            pad_before: (0, 0),
+        },
+        x_zero: 0,
+        taps: vec![1; 9],
+        bias: vec![bias],
+        multiplier: vec![0.5 / (bias as f32 + 4.0)],
+        y_zero: 0,
+        output: i8::datum_type(),
+        format: DataFormat::CHW,
+    };
+    let input = vec![1i32; 9];
+    assert_eq!(reference(&op, &input), [1], "the exact sum rounds up");
+    let mut out = [0u8; 1];
+    op.run(&[1u8; 9], true, &mut out);
+    assert_eq!(out, [1]);
+}
+
 /// The float convolution as its definition says (CHW, OIHW taps), in f64, with each output's
 /// sum of absolute terms (what bounds the op's f32 rounding).
 fn float_reference(g: &Geometry, taps: &[f32], bias: &[f32], input: &[f32]) -> Vec<(f64, f64)> {
