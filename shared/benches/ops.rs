@@ -72,6 +72,37 @@ fn quantized_depthwise(c: &mut Criterion) {
     group.finish();
 }
 
+/// Lite0's stem: 3 -> 32 channels, 3x3, stride 2, 224 -> 112 (a dense direct convolution).
+fn quantized_stem(c: &mut Criterion) {
+    let mut group = c.benchmark_group("QConv");
+    let geometry = Geometry {
+        input_channels: 3,
+        output_channels: 32,
+        group: 1,
+        input_hw: (224, 224),
+        output_hw: (112, 112),
+        kernel: (3, 3),
+        stride: (2, 2),
+        pad_before: (0, 0),
+    };
+    group.throughput(Throughput::Elements(macs(&geometry)));
+    let op = QConv {
+        taps: bytes(32 * 27, 1).iter().map(|&b| b as i8 as i32).collect(),
+        bias: vec![100; 32],
+        multiplier: vec![1e-3; 32],
+        x_zero: 0,
+        y_zero: 0,
+        output: i8::datum_type(),
+        format: DataFormat::CHW,
+        geometry: geometry.clone(),
+    };
+    let (input, mut out) = (bytes(geometry.input_len(), 2), vec![0u8; geometry.output_len()]);
+    group.bench_function(BenchmarkId::from_parameter(geometry.describe()), |b| {
+        b.iter(|| op.run(black_box(&input), true, &mut out))
+    });
+    group.finish();
+}
+
 fn float_depthwise(c: &mut Criterion) {
     let mut group = c.benchmark_group("DirectDepthwise");
     for (channels, side, kernel, stride) in DEPTHWISE {
@@ -121,5 +152,5 @@ fn quantized_pointwise(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, quantized_depthwise, float_depthwise, quantized_pointwise);
+criterion_group!(benches, quantized_depthwise, quantized_stem, float_depthwise, quantized_pointwise);
 criterion_main!(benches);

@@ -66,7 +66,7 @@ fn convolve(op: &DirectConv, plan: &Plan, input: &[f32], out: &mut [f32]) {
         plan.split(input, c, &Floats, &mut phases, avx2);
         let taps = &op.taps[c * per_channel..][..per_channel];
         let out = &mut out[c * plane..][..plane];
-        plan.accumulate(&phases, taps, op.bias[c], out, avx2);
+        plan.accumulate(&phases, taps, op.bias[c], 0..geometry.output_hw.0, out, avx2);
         // Still in cache: a second pass costs little next to the convolution.
         let (low, high) = op.clamp;
         // clamp_number gives a NaN the low bound, as f32::max/min do, in fewer instructions.

@@ -9,6 +9,7 @@
 //! unit does fast: a 32-bit integer vector multiply is slow on x86-64 (`vpmulld`, 10 cycles
 //! latency) and absent from its baseline.
 
+use core::ops::Range;
 use std::vec::Vec;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
@@ -175,26 +176,37 @@ impl Plan {
         }
     }
 
-    /// One output channel: `out[oy * ow + ox] = init + sum of taps x inputs`, from its group's
-    /// `phases` and its `taps` (`[inputs per group, kh, kw]`). Inlined into the callers'
-    /// per-instruction-set versions, where the accumulators stay in registers.
+    /// Output rows `rows` of one output channel: `out[(oy - rows.start) * ow + ox] = init + sum
+    /// of taps x inputs`, from its group's `phases` and its `taps` (`[inputs per group, kh,
+    /// kw]`). Inlined into the callers' per-instruction-set versions, where the accumulators
+    /// stay in registers.
     ///
     /// `avx2`: sum with the AVX2 and FMA kernel ([`avx2`]). Callers pass true only from their
     /// AVX2+FMA version (`multiversion`'s `target_cfg_f!`), which runs only on CPUs with both.
     #[inline(always)]
-    pub(crate) fn accumulate(&self, phases: &[f32], taps: &[f32], init: f32, out: &mut [f32], avx2: bool) {
+    pub(crate) fn accumulate(
+        &self,
+        phases: &[f32],
+        taps: &[f32],
+        init: f32,
+        rows: Range<usize>,
+        out: &mut [f32],
+        avx2: bool,
+    ) {
         // The kernels read unchecked: what `Plan::new` sized them for is checked here.
+        let (oh, ow) = self.geometry.output_hw;
         assert_eq!(phases.len(), self.phases_len(), "Plan: phases");
         assert_eq!(taps.len(), self.reads.len(), "Plan: taps");
-        assert_eq!(out.len(), self.geometry.output_hw.0 * self.geometry.output_hw.1, "Plan: output");
+        assert!(rows.start <= rows.end && rows.end <= oh, "Plan: rows");
+        assert_eq!(out.len(), rows.len() * ow, "Plan: output");
         // The shapes EfficientNet's layers have (3x3 and 5x5 depthwise, the stem's 3 x 3x3) get
         // a loop of their own over a constant number of taps: fully unrolled, the taps kept in
         // registers where they fit.
         match taps.len() {
-            9 => self.rows::<9>(phases, taps, init, out, avx2),
-            25 => self.rows::<25>(phases, taps, init, out, avx2),
-            27 => self.rows::<27>(phases, taps, init, out, avx2),
-            _ => self.rows::<0>(phases, taps, init, out, avx2),
+            9 => self.rows::<9>(phases, taps, init, rows, out, avx2),
+            25 => self.rows::<25>(phases, taps, init, rows, out, avx2),
+            27 => self.rows::<27>(phases, taps, init, rows, out, avx2),
+            _ => self.rows::<0>(phases, taps, init, rows, out, avx2),
         }
     }
 
@@ -208,12 +220,20 @@ impl Plan {
     /// rows at a time; wider rows full blocks, four rows at a time. Either way eight registers
     /// of sums are in flight ([`ROWS`]).
     #[inline(always)]
-    fn rows<const N: usize>(&self, phases: &[f32], taps: &[f32], init: f32, out: &mut [f32], avx2: bool) {
+    fn rows<const N: usize>(
+        &self,
+        phases: &[f32],
+        taps: &[f32],
+        init: f32,
+        rows: Range<usize>,
+        out: &mut [f32],
+        avx2: bool,
+    ) {
         // Slices of the constant length N: the loops over them unroll.
         let (reads, taps) = if N > 0 { (&self.reads[..N], &taps[..N]) } else { (&self.reads[..], taps) };
-        let (oh, ow) = self.geometry.output_hw;
-        let sums = Sums { plan: self, reads, taps, phases, init, avx2 };
-        let mut oy = 0;
+        let ow = self.geometry.output_hw.1;
+        let sums = Sums { plan: self, reads, taps, phases, init, first: rows.start, avx2 };
+        let (mut oy, oh) = (rows.start, rows.end);
         if ow <= BLOCK / 2 {
             const R: usize = 2 * ROWS;
             while oy + R <= oh {
@@ -254,6 +274,8 @@ struct Sums<'a> {
     taps: &'a [f32],
     phases: &'a [f32],
     init: f32,
+    /// The first output row `out` holds.
+    first: usize,
     avx2: bool,
 }
 
@@ -264,7 +286,7 @@ impl Sums<'_> {
         let plan = self.plan;
         let ow = plan.geometry.output_hw.1;
         let step = plan.geometry.stride.0 * plan.row_len;
-        let rows = &mut out[oy * ow..][..R * ow];
+        let rows = &mut out[(oy - self.first) * ow..][..R * ow];
         // SAFETY (the calls below): `Plan::new` sized the phases (checked in `accumulate`) so that
         // every read of output row oy + r < oh, `(oy + r) * step + read + column + W` with
         // column < ow rounded up to a BLOCK, is in bounds.
