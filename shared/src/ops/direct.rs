@@ -1,5 +1,6 @@
 //! The direct convolution both [`super::QConv`] (int8) and [`super::DirectConv`] (f32) run: the
-//! output rows accumulated four at a time (`ROWS`) in blocks of `BLOCK` columns held in
+//! output rows accumulated several at a time (`ROWS` of whole blocks, twice as many of half
+//! blocks, the last rows of a plane in one group) in blocks of `BLOCK` columns held in
 //! registers, every kernel tap adding `tap * (a contiguous slice of an input row)`, in f32.
 //!
 //! f32 for the int8 layers too: their products (a weight less its zero point times an input
