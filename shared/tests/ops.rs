@@ -7,7 +7,9 @@
 
 use proptest::prelude::*;
 use sporeprint_shared::ops::residual::Dequantize;
-use sporeprint_shared::ops::{self, DirectConv, QAdd, QConv, QPointwise, Quantize, direct::Geometry, pointwise::Taps};
+use sporeprint_shared::ops::{
+    self, DirectConv, FloatPointwise, QAdd, QConv, QPointwise, Quantize, direct::Geometry, pointwise::Taps,
+};
 use std::path::Path;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::nn::DataFormat;
@@ -212,6 +214,44 @@ proptest! {
         op.run(&input, &mut out);
         for (i, (&ours, &(exact, magnitude))) in out.iter().zip(&expected).enumerate() {
             prop_assert!((ours as f64 - exact).abs() <= 1e-6 * magnitude + 1e-30, "output {}: {} vs {} ({:?})", i, ours, exact, op.geometry);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #[test]
+    fn the_float_pointwise_op_equals_the_definition(
+        (inputs, outputs, pixels) in (1usize..40, 1usize..20, 1usize..1200),
+        seed: u64,
+    ) {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        // Weights of very different magnitudes per output channel, as batch-norm folding makes.
+        let weights: Vec<f32> = (0..outputs * inputs).map(|i| next() * 10f32.powi((i / inputs % 5) as i32 - 2)).collect();
+        let bias: Vec<f32> = (0..outputs).map(|_| next()).collect();
+        let input: Vec<f32> = (0..inputs * pixels).map(|_| 4.0 * next()).collect();
+        let clamp = match seed % 3 { 0 => (f32::NEG_INFINITY, f32::INFINITY), 1 => (0.0, 6.0), _ => (-0.5, 0.25) };
+        let op = FloatPointwise::new(&weights, inputs, pixels, &bias, clamp, vec![outputs, pixels]);
+        let (mut fast, mut portable) = (vec![f32::NAN; outputs * pixels], vec![f32::NAN; outputs * pixels]);
+        op.run(&input, &mut fast);
+        op.run_portable(&input, &mut portable);
+        for o in 0..outputs {
+            for p in 0..pixels {
+                let (mut sum, mut magnitude) = (bias[o] as f64, (bias[o] as f64).abs());
+                for c in 0..inputs {
+                    let term = weights[o * inputs + c] as f64 * input[c * pixels + p] as f64;
+                    (sum, magnitude) = (sum + term, magnitude + term.abs());
+                }
+                let exact = sum.max(clamp.0 as f64).min(clamp.1 as f64);
+                for (name, ours) in [("run", fast[o * pixels + p]), ("run_portable", portable[o * pixels + p])] {
+                    prop_assert!((ours as f64 - exact).abs() <= 1e-6 * magnitude + 1e-30,
+                        "{} output {} pixel {}: {} vs {}", name, o, p, ours, exact);
+                }
+            }
         }
     }
 }
@@ -433,12 +473,28 @@ fn the_rewritten_fp32_model_embeds_as_tracts_own() {
     // Every depthwise layer of EfficientNet-Lite is followed by a ReLU6 (Max 0, then Min 6).
     let clamped = rewritten.nodes.iter().filter_map(|n| n.op_as::<DirectConv>()).filter(|op| op.clamp == (0.0, 6.0));
     assert_eq!(clamped.count(), swapped, "ReLU6 fused into every swapped layer");
+    // Channels first (x86-64), the 1x1 layers too: 32 of them, 16 followed by a ReLU6 (the 15
+    // expansions and the head's 320 -> 1280). On aarch64 tract moves most of the graph to
+    // channels last, which the rule leaves to tract: what stays channels first is swapped.
+    let pointwise: Vec<FloatPointwise> =
+        rewritten.nodes.iter().filter_map(|n| n.op_as::<FloatPointwise>()).cloned().collect();
+    let relu6 = pointwise.iter().filter(|op| op.clamp == (0.0, 6.0)).count();
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!((pointwise.len(), relu6), (32, 16), "1x1 layers swapped, ReLU6 fused");
+    }
+    let unclamped = pointwise.iter().filter(|op| op.clamp == (f32::NEG_INFINITY, f32::INFINITY)).count();
+    assert_eq!(unclamped + relu6, pointwise.len(), "no other clamp");
     let maxes = |m: &TypedModel| m.nodes.iter().filter(|n| n.op.name() == "Max").count();
-    assert_eq!(maxes(&reference) - maxes(&rewritten), swapped, "the fused ReLU6s are gone from the graph");
+    assert_eq!(maxes(&reference) - maxes(&rewritten), swapped + relu6, "the fused ReLU6s are gone from the graph");
+    let adds = |m: &TypedModel| m.nodes.iter().filter(|n| n.op.name() == "Add").count();
+    assert_eq!(adds(&reference) - adds(&rewritten), pointwise.len(), "every swapped 1x1 layer's bias fused");
     let input = test_input();
     let (a, b) = (embed(reference, &input), embed(rewritten, &input));
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    println!("{swapped} depthwise layers swapped; largest difference to tract's own embedding {worst:e}");
+    println!(
+        "{swapped} depthwise and {} 1x1 layers swapped; largest difference to tract's own embedding {worst:e}",
+        pointwise.len()
+    );
     // Both are f32 sums of the same terms in other orders (ours with fused multiply-adds on
     // x86-64): a few units of the last place.
     assert!(worst < 1e-5, "largest difference {worst}");

@@ -153,7 +153,7 @@ pub fn rule(
 /// The clamp that follows `node` in `model` (a `Max` with a constant, then optionally a `Min`
 /// with one: ReLU, ReLU6, each the only reader of the one before), and the last node it
 /// covers: `((-inf, inf), node)` when none does.
-fn activation(model: &TypedModel, node: &TypedNode) -> TractResult<((f32, f32), usize)> {
+pub(crate) fn activation(model: &TypedModel, node: &TypedNode) -> TractResult<((f32, f32), usize)> {
     let (mut clamp, mut last) = ((f32::NEG_INFINITY, f32::INFINITY), node.id);
     if let Some((low, max)) = bound::<Max>(model, node)? {
         (clamp.0, last) = (low, max.id);

@@ -14,6 +14,8 @@
 //!   channels first (x86-64; on aarch64 tract lays float graphs out channels last and has a
 //!   NEON kernel for them);
 //! - [`QPointwise`]: quantized 1x1 convolutions (which tract's declutter has made `EinSum`s);
+//! - [`FloatPointwise`]: float 1x1 convolutions laid out channels first, their bias and clamp
+//!   fused, the image read in place (tract packs it first);
 //! - [`Quantize`] and [`QAdd`]: `QuantizeLinear` vectorised, and a residual addition's
 //!   dequantize, add and quantize in one pass.
 //!
@@ -37,11 +39,13 @@
 pub mod conv;
 pub mod depthwise;
 pub mod direct;
+pub mod float_pointwise;
 pub mod pointwise;
 pub mod residual;
 
 pub use conv::QConv;
 pub use depthwise::DirectConv;
+pub use float_pointwise::FloatPointwise;
 pub use pointwise::QPointwise;
 pub use residual::{QAdd, Quantize};
 
@@ -59,6 +63,7 @@ pub fn rewriter() -> Rewriter<()> {
         .with_rule_for("quantized-conv", conv::rule)
         .with_rule_for("float-depthwise", depthwise::rule)
         .with_rule_for("quantized-pointwise", pointwise::rule)
+        .with_rule_for("float-pointwise", float_pointwise::rule)
         .with_rule_for("quantize", residual::rule)
 }
 
