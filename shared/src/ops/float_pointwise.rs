@@ -9,6 +9,7 @@
 //! channels last, and the rule leaves those alone.
 
 use super::depthwise::activation;
+use super::pointwise::{Layer, layer};
 use super::{clamp_number, per_channel_f32};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
@@ -269,42 +270,20 @@ pub fn rule(
     {
         return Ok(None);
     }
-    let (ins, outs) = einsum.axes.to_strs();
-    let labels = |s: &str| s.chars().collect::<Vec<char>>();
-    let (image, kernel, result) = (labels(&ins[0]), labels(&ins[1]), labels(&outs[0]));
-    let [o, c] = kernel[..] else { return Ok(None) };
-    let without_batch = |axes: &[char]| if axes.len() == 4 { axes[1..].to_vec() } else { axes.to_vec() };
-    let pointwise = match (&without_batch(&image)[..], &without_batch(&result)[..]) {
-        (&[c2, h, w], &[o2, h2, w2]) => c2 == c && o2 == o && (h, w) == (h2, w2),
-        _ => false,
-    };
     let Some(weights) = model.outlet_fact(node.inputs[1])?.konst.clone() else { return Ok(None) };
-    let input = model.outlet_fact(node.inputs[0])?;
-    let result_fact = model.outlet_fact(node.id.into())?;
-    let (Some(in_shape), Some(out_shape)) = (input.shape.as_concrete(), result_fact.shape.as_concrete()) else {
+    if weights.datum_type() != f32::datum_type() {
+        return Ok(None);
+    }
+    let Some(Layer { inputs, outputs, pixels, output_shape }) = layer(model, node, einsum, &weights)? else {
         return Ok(None);
     };
-    if !pointwise || weights.rank() != 2 || weights.datum_type() != f32::datum_type() {
-        return Ok(None);
-    }
-    let (inputs, outputs) = (weights.shape()[1], weights.shape()[0]);
-    let pixels: usize = in_shape[in_shape.len() - 2..].iter().product();
-    let batch_of_one = |shape: &[usize]| shape.len() == 3 || shape[0] == 1;
-    if in_shape[in_shape.len() - 3] != inputs
-        || out_shape[out_shape.len() - 3] != outputs
-        || !batch_of_one(in_shape)
-        || !batch_of_one(out_shape)
-        || out_shape.iter().product::<usize>() != outputs * pixels
-    {
-        return Ok(None);
-    }
     let (bias, after_bias) = match bias_add(model, node, outputs)? {
         Some((bias, add)) => (bias, add),
         None => (vec![0.0; outputs], node),
     };
     let (clamp, last) = activation(model, after_bias)?;
     let weights = weights.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-    let op = FloatPointwise::new(&weights, inputs, pixels, &bias, clamp, out_shape.to_vec());
+    let op = FloatPointwise::new(&weights, inputs, pixels, &bias, clamp, output_shape);
     let mut patch = TypedModelPatch::default();
     let input = patch.tap_model(model, node.inputs[0])?;
     let output = patch.wire_node(&node.name, op, &[input])?[0];

@@ -485,43 +485,19 @@ pub fn rule(
     if node.inputs.len() != 9 {
         return Ok(None);
     }
-    let (ins, outs) = einsum.axes.to_strs();
-    let labels = |s: &str| s.chars().collect::<Vec<char>>();
-    let (image, kernel, result) = (labels(&ins[0]), labels(&ins[1]), labels(&outs[0]));
-    let [o, c] = kernel[..] else { return Ok(None) };
-    // Declutter drops a batch axis of 1 on either side or both (a block's first layer reads an
-    // image without it, the head's output gets it back): with batch 1, each is the same product.
-    let without_batch = |axes: &[char]| if axes.len() == 4 { axes[1..].to_vec() } else { axes.to_vec() };
-    let pointwise = match (&without_batch(&image)[..], &without_batch(&result)[..]) {
-        (&[c2, h, w], &[o2, h2, w2]) => c2 == c && o2 == o && (h, w) == (h2, w2),
-        _ => false,
-    };
-    let bias_axes = labels(&ins[2]);
+    let (ins, _) = einsum.axes.to_strs();
+    let (bias_axes, kernel) = (ins[2].chars().collect::<Vec<char>>(), ins[1].chars().collect::<Vec<char>>());
     // Zero points and scales are scalars, or (the kernel's) vectors.
-    if !pointwise || !(bias_axes.is_empty() || bias_axes == [o]) || ins[3..].iter().any(|s| s.chars().count() > 1) {
+    if !(bias_axes.is_empty() || kernel.get(..1) == Some(&bias_axes[..]))
+        || ins[3..].iter().any(|s| s.chars().count() > 1)
+    {
         return Ok(None);
     }
     let Some(consts) = quantized_constants(model, node) else { return Ok(None) };
     let weights = &consts[0];
-    let input = model.outlet_fact(node.inputs[0])?;
-    let result_fact = model.outlet_fact(node.id.into())?;
-    let (Some(in_shape), Some(out_shape)) = (input.shape.as_concrete(), result_fact.shape.as_concrete()) else {
+    let Some(Layer { inputs, outputs, pixels, output_shape }) = layer(model, node, einsum, weights)? else {
         return Ok(None);
     };
-    if weights.rank() != 2 {
-        return Ok(None);
-    }
-    let (inputs, outputs) = (weights.shape()[1], weights.shape()[0]);
-    let pixels: usize = in_shape[in_shape.len() - 2..].iter().product();
-    let batch_of_one = |shape: &[usize]| shape.len() == 3 || shape[0] == 1;
-    if in_shape[in_shape.len() - 3] != inputs
-        || out_shape[out_shape.len() - 3] != outputs
-        || !batch_of_one(in_shape)
-        || !batch_of_one(out_shape)
-        || out_shape.iter().product::<usize>() != outputs * pixels
-    {
-        return Ok(None);
-    }
     let Some(q) = Requantization::read(&consts[1..], outputs)? else { return Ok(None) };
     let plain = q.taps(&raw_i32(weights)?);
     if plain.iter().any(|&t| i16::try_from(t).is_err()) {
@@ -537,7 +513,59 @@ pub fn rule(
         multiplier: q.multiplier,
         y_zero: q.y_zero,
         output,
-        output_shape: out_shape.to_vec(),
+        output_shape,
     };
     Ok(Some(TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?))
+}
+
+/// A 1x1 layer's sizes, as [`layer`] reads them.
+pub(crate) struct Layer {
+    pub inputs: usize,
+    pub outputs: usize,
+    /// Height x width.
+    pub pixels: usize,
+    /// The output's shape as tract declared it (with or without a batch axis of 1).
+    pub output_shape: Vec<usize>,
+}
+
+/// When `einsum` (whose kernel is `weights`) is a 1x1 convolution channels first, batch 1
+/// (input `[n] c h w`, kernel `o c`, output `[n] o h w`, concrete shapes): its sizes. The
+/// quantized and the float rule both ask.
+pub(crate) fn layer(
+    model: &TypedModel,
+    node: &TypedNode,
+    einsum: &EinSum,
+    weights: &Tensor,
+) -> TractResult<Option<Layer>> {
+    let (ins, outs) = einsum.axes.to_strs();
+    let labels = |s: &str| s.chars().collect::<Vec<char>>();
+    let (image, kernel, result) = (labels(&ins[0]), labels(&ins[1]), labels(&outs[0]));
+    let [o, c] = kernel[..] else { return Ok(None) };
+    // Declutter drops a batch axis of 1 on either side or both (a block's first layer reads an
+    // image without it, the head's output gets it back): with batch 1, each is the same product.
+    let without_batch = |axes: &[char]| if axes.len() == 4 { axes[1..].to_vec() } else { axes.to_vec() };
+    let pointwise = match (&without_batch(&image)[..], &without_batch(&result)[..]) {
+        (&[c2, h, w], &[o2, h2, w2]) => c2 == c && o2 == o && (h, w) == (h2, w2),
+        _ => false,
+    };
+    let input = model.outlet_fact(node.inputs[0])?;
+    let result_fact = model.outlet_fact(node.id.into())?;
+    let (Some(in_shape), Some(out_shape)) = (input.shape.as_concrete(), result_fact.shape.as_concrete()) else {
+        return Ok(None);
+    };
+    if !pointwise || weights.rank() != 2 {
+        return Ok(None);
+    }
+    let (inputs, outputs) = (weights.shape()[1], weights.shape()[0]);
+    let pixels: usize = in_shape[in_shape.len() - 2..].iter().product();
+    let batch_of_one = |shape: &[usize]| shape.len() == 3 || shape[0] == 1;
+    if in_shape[in_shape.len() - 3] != inputs
+        || out_shape[out_shape.len() - 3] != outputs
+        || !batch_of_one(in_shape)
+        || !batch_of_one(out_shape)
+        || out_shape.iter().product::<usize>() != outputs * pixels
+    {
+        return Ok(None);
+    }
+    Ok(Some(Layer { inputs, outputs, pixels, output_shape: out_shape.to_vec() }))
 }
