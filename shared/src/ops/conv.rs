@@ -4,7 +4,7 @@
 
 use super::direct::{Bytes, Geometry, MAX_REDUCTION, Plan};
 use super::{Requantization, exact_integer, input_bytes, output_range, output_tensor, quantized_constants, raw_i32};
-use super::{clamp_number, conv_geometry, requantized, requantized_bounds};
+use super::{conv_geometry, requantized, requantized_bounds, requantized_sum};
 use std::vec::Vec;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -116,7 +116,7 @@ fn requantize_sums(sums: &[f32], multiplier: f32, y_zero: i32, range: (i32, i32)
     };
     let bounds = requantized_bounds(y_zero, range);
     for (y, &s) in out[done..].iter_mut().zip(&sums[done..]) {
-        *y = (exact_integer(clamp_number(s * multiplier, bounds.0, bounds.1)) + y_zero) as u8;
+        *y = requantized_sum(s, multiplier, y_zero, bounds);
     }
 }
 

@@ -459,7 +459,15 @@ unsafe fn column_sums<const W: usize, const R: usize>(
 /// twice: the int8 sums are exact either way (see the module doc).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use crate::ops::avx2::first_lanes;
     use std::arch::x86_64::*;
+
+    /// [`first_lanes`] as a float mask.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn lanes(n: usize) -> __m256 {
+        _mm256_castsi256_ps(first_lanes(n))
+    }
 
     /// # Safety
     /// The CPU must have AVX2 and FMA; `W` values from `at + r * step + read` must be in bounds
@@ -526,19 +534,16 @@ mod avx2 {
         };
         // The last bytes, fewer than a whole load: past the row where `rest` goes on (masked
         // out), else from a copy padded with zeros.
-        let tail = |at: usize| -> __m128i {
-            let mut padded = [0u8; 16];
-            let n = rest.len().min(at + 16) - at;
-            padded[..n].copy_from_slice(&rest[at..][..n]);
-            // SAFETY: 16 bytes of `padded`.
-            unsafe { _mm_loadu_si128(padded.as_ptr() as *const __m128i) }
-        };
         let load = |at: usize| -> __m128i {
             if at + 16 <= rest.len() {
                 // SAFETY: 16 bytes of `rest` from `at`.
                 unsafe { _mm_loadu_si128(rest.as_ptr().add(at) as *const __m128i) }
             } else {
-                tail(at)
+                let mut padded = [0u8; 16];
+                let n = rest.len().min(at + 16) - at;
+                padded[..n].copy_from_slice(&rest[at..][..n]);
+                // SAFETY: 16 bytes of `padded`.
+                unsafe { _mm_loadu_si128(padded.as_ptr() as *const __m128i) }
             }
         };
         let count = if sw == 1 { w } else { w.div_ceil(2) };
@@ -557,7 +562,7 @@ mod avx2 {
                 k += 8;
             }
             if k < w {
-                let v = _mm256_and_ps(floats(load(k)), first_lanes(w - k));
+                let v = _mm256_and_ps(floats(load(k)), lanes(w - k));
                 // SAFETY: as above.
                 unsafe { _mm256_storeu_ps(even_at.add(k), v) };
             }
@@ -575,8 +580,8 @@ mod avx2 {
                 let bytes = _mm_shuffle_epi8(bytes, deinterleave);
                 let (mut even, mut odd_values) = (floats(bytes), floats(_mm_srli_si128::<8>(bytes)));
                 if !whole {
-                    even = _mm256_and_ps(even, first_lanes(count - k));
-                    odd_values = _mm256_and_ps(odd_values, first_lanes(odd.saturating_sub(k)));
+                    even = _mm256_and_ps(even, lanes(count - k));
+                    odd_values = _mm256_and_ps(odd_values, lanes(odd.saturating_sub(k)));
                 }
                 // SAFETY: as above.
                 unsafe {
@@ -606,7 +611,7 @@ mod avx2 {
                 // SAFETY: 8 values of the row from `at`.
                 unsafe { _mm256_loadu_ps(row.as_ptr().add(at)) }
             } else {
-                let mask = _mm256_castps_si256(first_lanes(w.saturating_sub(at)));
+                let mask = first_lanes(w.saturating_sub(at));
                 // SAFETY: the masked lanes are the row's, in bounds; the others are not read.
                 unsafe { _mm256_maskload_ps(row.as_ptr().add(at.min(w)), mask) }
             }
@@ -631,13 +636,5 @@ mod avx2 {
                 }
             }
         }
-    }
-
-    /// All ones in the first `n` of eight 32-bit lanes (all of them from 8 on), zeros after.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn first_lanes(n: usize) -> __m256 {
-        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes))
     }
 }

@@ -116,6 +116,7 @@ impl FloatPointwise {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{CHANNELS, FloatPointwise};
+    use crate::ops::avx2::first_lanes;
     use core::arch::x86_64::*;
 
     /// Pixels per step: two registers.
@@ -137,8 +138,6 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn multiply(op: &FloatPointwise, input: &[f32], out: &mut [f32]) {
         let pixels = op.pixels;
-        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let first = |n: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
         for c0 in (0..pixels).step_by(CHUNK) {
             let end = pixels.min(c0 + CHUNK);
             for t in 0..op.output_channels.div_ceil(CHANNELS) {
@@ -146,14 +145,14 @@ mod avx2 {
                 // SAFETY (the calls): as this function's; the pixels each call's mask selects
                 // (all 16 when whole) are below `end`.
                 while p0 + PIXELS <= end {
-                    unsafe { tile::<2>(op, input, out, t, p0, [first(8); 2], true) };
+                    unsafe { tile::<2>(op, input, out, t, p0, [first_lanes(8); 2], true) };
                     p0 += PIXELS;
                 }
                 let n = end - p0;
                 if n > PIXELS / 2 {
-                    unsafe { tile::<2>(op, input, out, t, p0, [first(8), first(n - 8)], false) };
+                    unsafe { tile::<2>(op, input, out, t, p0, [first_lanes(8), first_lanes(n - 8)], false) };
                 } else if n > 0 {
-                    unsafe { tile::<1>(op, input, out, t, p0, [first(n), first(0)], false) };
+                    unsafe { tile::<1>(op, input, out, t, p0, [first_lanes(n), first_lanes(0)], false) };
                 }
             }
         }
@@ -282,8 +281,8 @@ pub fn rule(
         None => (vec![0.0; outputs], node),
     };
     let (clamp, last) = activation(model, after_bias)?;
-    let weights = weights.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-    let op = FloatPointwise::new(&weights, inputs, pixels, &bias, clamp, output_shape);
+    let weights = weights.try_as_plain_ram()?.as_slice::<f32>()?;
+    let op = FloatPointwise::new(weights, inputs, pixels, &bias, clamp, output_shape);
     let mut patch = TypedModelPatch::default();
     let input = patch.tap_model(model, node.inputs[0])?;
     let output = patch.wire_node(&node.name, op, &[input])?[0];

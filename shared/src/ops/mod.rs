@@ -142,10 +142,17 @@ pub(crate) fn requantize(acc: &[i32], multiplier: f32, y_zero: i32, range: (i32,
 
 /// One accumulator requantized, as [`requantize`] says, `bounds` from [`requantized_bounds`].
 #[inline(always)]
-pub(crate) fn requantized(acc: i32, multiplier: f32, y_zero: i32, (low, high): (f32, f32)) -> u8 {
+pub(crate) fn requantized(acc: i32, multiplier: f32, y_zero: i32, bounds: (f32, f32)) -> u8 {
+    requantized_sum(acc as f32, multiplier, y_zero, bounds)
+}
+
+/// [`requantized`] for an accumulator already in f32 (an integer of magnitude below 2^24, so
+/// the same value `acc as f32` gives).
+#[inline(always)]
+pub(crate) fn requantized_sum(acc: f32, multiplier: f32, y_zero: i32, (low, high): (f32, f32)) -> u8 {
     // The rounded value read from the sum's bits rather than by a saturating `as i32`: no NaN
     // or overflow fix-ups, none needed here (the product is finite and clamped).
-    let v = clamp_number(acc as f32 * multiplier, low, high);
+    let v = clamp_number(acc * multiplier, low, high);
     (exact_integer(v) + y_zero) as u8
 }
 
@@ -168,11 +175,20 @@ pub(crate) fn requantized_bounds(y_zero: i32, range: (i32, i32)) -> (f32, f32) {
     ((range.0 - y_zero) as f32, (range.1 - y_zero) as f32)
 }
 
-/// x86-64 pieces the quantized kernels share.
+/// x86-64 pieces the kernels share.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::requantized_bounds;
     use core::arch::x86_64::*;
+
+    /// All ones in the first `n` of eight 32-bit lanes (all of them from 8 on), zeros after: the
+    /// mask of a row's last, partial vector.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn first_lanes(n: usize) -> __m256i {
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes)
+    }
 
     /// 16 scaled values (two registers: accumulators times their multiplier) as the bytes
     /// [`super::requantize`] makes of them, in registers: the bounds clamp before rounding
