@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each stage's header says how long the script has run, so a slow CI log shows where time went.
+stage() { printf '== %s (at %dm%02ds)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
+
 ./scripts/setup.sh
 
 if [ -z "${SPOREPRINT_DATA:-}" ] && [ -d ../shared/data/mushrooms215/images ]; then
@@ -12,14 +15,14 @@ if [ -z "${SPOREPRINT_DATA:-}" ] && [ -d ../shared/data/mushrooms215/images ]; t
 fi
 echo "SPOREPRINT_DATA=${SPOREPRINT_DATA:-<unset: real-data tests skip>}"
 
-echo "== format and lints"
+stage "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== the shared core builds without std"
+stage "the shared core builds without std"
 cargo build -p sporeprint-shared --no-default-features --target thumbv7em-none-eabihf --locked
 
-echo "== the table tools build without libtorch or tract"
+stage "the table tools build without libtorch or tract"
 # A target directory of their own, and a LIBTORCH that does not exist (.cargo/config.toml's
 # default does not override a set variable): torch-sys anywhere in the build would fail here.
 if cargo tree -p sporeprint-tables -e normal,build --locked | grep -E "torch|tract"; then
@@ -28,14 +31,14 @@ if cargo tree -p sporeprint-tables -e normal,build --locked | grep -E "torch|tra
 fi
 LIBTORCH=/nonexistent/libtorch cargo build -p sporeprint-tables --locked --target-dir target/without-torch
 
-echo "== tests"
+stage "tests"
 cargo test --workspace --locked --no-fail-fast
 
 # The Pi's CPU: the device binary cross-built for aarch64, and the tests of the shared core
 # (including the default embedder's parity with its x86 reference) and of the device library
 # run under qemu. The device's end-to-end tests spawn its binary, which qemu's runner cannot
 # wrap without binfmt_misc, so they run natively above.
-echo "== Raspberry Pi (aarch64, under qemu)"
+stage "Raspberry Pi (aarch64, under qemu)"
 PI=aarch64-unknown-linux-gnu
 # One package and feature selection for every step, so tract (most of the build) compiles once
 # for the Pi: building the tests also builds the device's binary, which the package check uses.
@@ -45,5 +48,7 @@ cargo test "${PI_CRATES[@]}" \
   --lib --test format --test image_io --test lock --test neighbours --test properties --test table --test embedder_parity \
   --test merge --test frames --test sync_pty --test fuzz_regressions --test hostile_corpus --test verdict --test find --test ops
 
-echo "== Debian package for the Pi (dpkg -x layout check)"
+stage "Debian package for the Pi (dpkg -x layout check)"
 ./scripts/check-deb.sh dev
+
+stage "done"
