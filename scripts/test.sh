@@ -22,17 +22,19 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "the shared core builds without std"
 cargo build -p sporeprint-shared --no-default-features --target thumbv7em-none-eabihf --locked
 
+stage "tests"
+cargo test --workspace --locked --no-fail-fast
+
 stage "the table tools build without libtorch or tract"
-# A target directory of their own, and a LIBTORCH that does not exist (.cargo/config.toml's
-# default does not override a set variable): torch-sys anywhere in the build would fail here.
+# Built on their own (their own feature selection, not the workspace's), with a LIBTORCH that
+# does not exist (.cargo/config.toml's default does not override a set variable): torch-sys
+# anywhere in the build would fail here. After the tests, in the same target directory, so the
+# dependencies they share with the tests' build are compiled once.
 if cargo tree -p sporeprint-tables -e normal,build --locked | grep -E "torch|tract"; then
   echo "sporeprint-tables depends on the above: it must build without libtorch and tract" >&2
   exit 1
 fi
-LIBTORCH=/nonexistent/libtorch cargo build -p sporeprint-tables --locked --target-dir target/without-torch
-
-stage "tests"
-cargo test --workspace --locked --no-fail-fast
+LIBTORCH=/nonexistent/libtorch cargo build -p sporeprint-tables --locked
 
 # The Pi's CPU: the device binary cross-built for aarch64, and the tests of the shared core
 # (including the default embedder's parity with its x86 reference) and of the device library
