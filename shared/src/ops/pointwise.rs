@@ -311,7 +311,8 @@ pub mod avx2 {
 /// writes; [`Taps`] says whether a layer's fit.
 #[cfg(target_arch = "x86_64")]
 pub mod vnni {
-    use super::{QPointwise, VNNI_CHANNELS as CHANNELS, output_range, requantize};
+    use super::{QPointwise, VNNI_CHANNELS as CHANNELS, output_range};
+    use crate::ops::requantized_bounds;
     use core::arch::x86_64::*;
     use std::vec::Vec;
 
@@ -344,25 +345,28 @@ pub mod vnni {
         let mut init: Vec<i32> = (0..outputs).map(|o| op.bias[o] - x_zero * op.taps.sums[o]).collect();
         init.resize(outputs.next_multiple_of(CHANNELS), 0);
 
-        let mut block = [0i32; PIXELS];
+        let bounds = requantized_bounds(op.y_zero, range);
         for b in 0..blocks {
             let (p0, run) = (b * PIXELS, &x[b * quads * block_len..][..quads * block_len]);
             let valid = PIXELS.min(pixels - p0);
             for o0 in (0..outputs).step_by(CHANNELS) {
                 let taps = &taps[o0 * quads..][..CHANNELS * quads];
                 // SAFETY: AVX-512F and VNNI are enabled for this function; every load reads 64
-                // bytes of `run` at q * 128 or q * 128 + 64 for q < quads, in bounds.
+                // bytes of `run` at q * 128 or q * 128 + 64 for q < quads, or one of `taps`' j *
+                // quads + q < CHANNELS * quads, in bounds. Pointers, not indexing, as in the AVX2
+                // kernel.
                 let acc = unsafe {
                     let mut acc = [[_mm512_setzero_si512(); 2]; CHANNELS];
                     for (j, a) in acc.iter_mut().enumerate() {
                         *a = [_mm512_set1_epi32(init[o0 + j]); 2];
                     }
+                    let rows: [*const i32; CHANNELS] = std::array::from_fn(|j| taps.as_ptr().add(j * quads));
                     for q in 0..quads {
                         let at = run.as_ptr().add(q * block_len);
                         let low = _mm512_loadu_si512(at as *const _);
                         let high = _mm512_loadu_si512(at.add(64) as *const _);
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            let w = _mm512_set1_epi32(taps[j * quads + q]);
+                        for (a, row) in acc.iter_mut().zip(rows) {
+                            let w = _mm512_set1_epi32(*row.add(q));
                             a[0] = _mm512_dpbusd_epi32(a[0], low, w);
                             a[1] = _mm512_dpbusd_epi32(a[1], high, w);
                         }
@@ -370,22 +374,41 @@ pub mod vnni {
                     acc
                 };
                 for (j, a) in acc.iter().enumerate().take(outputs - o0) {
-                    // SAFETY: `block` holds 32 i32, two unaligned 16-lane stores.
-                    unsafe {
-                        _mm512_storeu_si512(block.as_mut_ptr() as *mut _, a[0]);
-                        _mm512_storeu_si512(block.as_mut_ptr().add(16) as *mut _, a[1]);
-                    }
                     let o = o0 + j;
-                    requantize(
-                        &block[..valid],
-                        op.multiplier[o],
-                        op.y_zero,
-                        range,
-                        &mut out[o * pixels + p0..][..valid],
-                    );
+                    let m = op.multiplier[o];
+                    let bytes = [requantize(a[0], m, op.y_zero, bounds), requantize(a[1], m, op.y_zero, bounds)];
+                    let out = &mut out[o * pixels + p0..][..valid];
+                    if valid == PIXELS {
+                        // SAFETY: `out` holds 32 bytes, two unaligned 16-byte stores.
+                        unsafe {
+                            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, bytes[0]);
+                            _mm_storeu_si128(out.as_mut_ptr().add(16) as *mut __m128i, bytes[1]);
+                        }
+                    } else {
+                        let mut block = [0u8; PIXELS];
+                        // SAFETY: `block` holds 32 bytes, as above.
+                        unsafe {
+                            _mm_storeu_si128(block.as_mut_ptr() as *mut __m128i, bytes[0]);
+                            _mm_storeu_si128(block.as_mut_ptr().add(16) as *mut __m128i, bytes[1]);
+                        }
+                        out.copy_from_slice(&block[..valid]);
+                    }
                 }
             }
         }
+    }
+
+    /// 16 accumulators requantized as [`super::requantize`] does, to the same bytes, in
+    /// registers: the bounds clamp before rounding ([`requantized_bounds`]), rounding is the
+    /// CPU's own (`vcvtps2dq` rounds half to even, the default mode), and a value clamped to the
+    /// output's range has its stored byte (uint8, or int8's two's complement) as its low byte,
+    /// which the narrowing move keeps.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn requantize(acc: __m512i, multiplier: f32, y_zero: i32, (low, high): (f32, f32)) -> __m128i {
+        let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(multiplier));
+        let clamped = _mm512_min_ps(_mm512_max_ps(scaled, _mm512_set1_ps(low)), _mm512_set1_ps(high));
+        _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(clamped), _mm512_set1_epi32(y_zero)))
     }
 
     /// `input` (`[inputs, pixels]` bytes) as [`multiply`] reads it, into `x` (zeros): input
